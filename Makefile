@@ -1,0 +1,59 @@
+# cpuidkit — two commands on a fresh machine:
+#   make lab    set up .venv with the notebook extras and open JupyterLab on notebooks/
+#   make test   set up .venv with the test extras (and the system tools the tests use) and run every test
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+PIP    := $(BIN)/python -m pip
+PYTEST_ARGS ?=
+
+# JupyterLab bound to loopback only, with Jupyter's normal token (never disabled).
+LAB_CMD = $(BIN)/jupyter lab --ServerApp.ip=127.0.0.1 --ServerApp.root_dir=notebooks
+
+.PHONY: lab test setup-notebooks setup-test system-deps clean help
+
+help:
+	@echo "make lab    - set up and open JupyterLab on notebooks/ (no /dev/kvm needed)"
+	@echo "make test   - set up and run every test"
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+
+$(VENV)/.notebooks-installed: pyproject.toml | $(BIN)/python
+	$(PIP) install --quiet -e '.[notebooks]'
+	touch $@
+
+$(VENV)/.test-installed: pyproject.toml | $(BIN)/python
+	$(PIP) install --quiet -e '.[test]'
+	touch $@ $(VENV)/.notebooks-installed
+
+setup-notebooks: $(VENV)/.notebooks-installed
+setup-test: $(VENV)/.test-installed
+
+# The reference decoder (Debian's `cpuid`) and chromium for the browser tests.
+# Installed with apt-get when missing and we are root; otherwise the tests that
+# need them skip with a message (CI makes them required: see .ci/run).
+system-deps:
+	@missing=""; \
+	command -v cpuid >/dev/null 2>&1 || missing="$$missing cpuid"; \
+	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing system packages:$$missing"; \
+	    DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else \
+	    echo "note: not installed:$$missing (tests needing them will skip; install with apt-get)"; \
+	  fi; \
+	fi
+
+lab: setup-notebooks
+	$(LAB_CMD)
+
+test: setup-test system-deps
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache

@@ -1,0 +1,204 @@
+"""HostProfile: what the model needs to know about the machine KVM runs on.
+
+KVM's answers depend on the host: the XSAVE sizes in 0xD.0/0xD.1 EBX come
+from the host's own 0xD subleaves, ``kvm_caps.supported_xcr0`` is the host's
+XCR0 ∩ ``KVM_SUPPORTED_XCR0``, the OSXSAVE/OSPKE runtime updates (before 6.14)
+need host XSAVE/PKU, and guest MAXPHYADDR above the host's cannot work under
+TDP.  A profile carries the host's raw CPUID (the source of all of that), and
+optionally what was measured live: KVM_GET_SUPPORTED_CPUID and the vendor
+module's rewrites.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .._data import data_dir
+from .._errors import InputError, LookupFailed
+from ..table import CpuidTable, extract_bits
+from ..xsave import XsaveComponent, components_of
+
+__all__ = ["HostProfile", "builtin_hosts", "KVM_SUPPORTED_XCR0", "XFEATURE_MASK_XTILE_DATA"]
+
+# arch/x86/kvm/x86.c KVM_SUPPORTED_XCR0: FP SSE YMM BNDREGS BNDCSR AVX512(3) PKRU XTILE(2)
+KVM_SUPPORTED_XCR0 = (1 << 0) | (1 << 1) | (1 << 2) | (1 << 3) | (1 << 4) | (0b111 << 5) | (1 << 9) | (0b11 << 17)
+XFEATURE_MASK_XTILE_DATA = 1 << 18  # XFEATURE_MASK_USER_DYNAMIC
+XFEATURE_MASK_MPX = 0b11 << 3
+
+
+@dataclass(frozen=True)
+class HostProfile:
+    """A host for the model (see the module docstring)."""
+
+    name: str
+    cpuid: CpuidTable
+    source: str = ""
+    description: str = ""
+    tdp: bool = True
+    allow_smaller_maxphyaddr: bool = False
+    supported: CpuidTable | None = None  # KVM_GET_SUPPORTED_CPUID, when measured
+    # Measured vendor-module behaviour (pvm): see cpuidkit.kvm.vendors
+    vendor_rewrite: dict | None = field(default=None, compare=False)
+    guest_perm_xcr0: int | None = None  # arch_prctl(ARCH_GET_XCOMP_GUEST_PERM) when measured
+    supported_xcr0: int | None = None  # KVM_GET_DEVICE_ATTR(KVM_X86_XCOMP_GUEST_SUPP) when measured
+    vendor_module: str | None = None  # the vendor the measurement was made with (live hosts)
+    reset_misc_enable: int = 0  # IA32_MISC_ENABLE after vCPU reset, when measured
+
+    # -- facts derived from the host's CPUID ---------------------------------
+    @property
+    def vendor(self) -> str | None:
+        return self.cpuid.vendor
+
+    @property
+    def maxphyaddr(self) -> int:
+        ext = self.cpuid.get(0x80000000)
+        e = self.cpuid.get(0x80000008)
+        if ext is None or ext.eax < 0x80000008 or e is None:
+            return 36
+        return e.eax & 0xFF
+
+    @property
+    def linear_bits(self) -> int:
+        e = self.cpuid.get(0x80000008)
+        return 48 if e is None else max(extract_bits(e.eax, 15, 8), 48)
+
+    @property
+    def has_xsave(self) -> bool:
+        e = self.cpuid.get(1)
+        return bool(e and e.ecx >> 26 & 1)
+
+    @property
+    def has_pku(self) -> bool:
+        e = self.cpuid.get(7, 0)
+        return bool(e and e.ecx >> 3 & 1)
+
+    @property
+    def xsave_components(self) -> dict[int, XsaveComponent]:
+        return components_of(self.cpuid)
+
+    @property
+    def xcr0_mask(self) -> int:
+        """User state components the host CPU enumerates (0xD.0 EDX:EAX)."""
+        e = self.cpuid.get(0xD, 0)
+        return 0 if e is None else e.eax | e.edx << 32
+
+    @property
+    def xss_mask(self) -> int:
+        e = self.cpuid.get(0xD, 1)
+        return 0 if e is None else e.ecx | e.edx << 32
+
+    def kvm_supported_xcr0(self, vendor: str = "vmx") -> int:
+        """``kvm_caps.supported_xcr0``: host XCR0 ∩ KVM_SUPPORTED_XCR0 (no MPX on SVM)."""
+        if self.supported_xcr0 is not None:
+            return self.supported_xcr0
+        if self.supported is not None:
+            e = self.supported.get(0xD, 0)
+            measured = 0 if e is None else e.eax | e.edx << 32
+            # KVM_GET_SUPPORTED_CPUID hides dynamic features without permission; KVM itself knows them.
+            return measured | (self.xcr0_mask & KVM_SUPPORTED_XCR0 & XFEATURE_MASK_XTILE_DATA)
+        if not self.has_xsave:
+            return 0
+        mask = self.xcr0_mask & KVM_SUPPORTED_XCR0
+        if vendor == "svm":
+            mask &= ~XFEATURE_MASK_MPX
+        return mask
+
+    @property
+    def supports_amx(self) -> bool:
+        return bool(self.xcr0_mask & XFEATURE_MASK_XTILE_DATA)
+
+    def default_guest_perm(self) -> int:
+        """What a process may put in guest XSAVE without asking: every non-dynamic feature."""
+        if self.guest_perm_xcr0 is not None:
+            return self.guest_perm_xcr0
+        return self.xcr0_mask & ~XFEATURE_MASK_XTILE_DATA
+
+    # -- constructors ----------------------------------------------------------
+    @classmethod
+    def from_table(cls, table: CpuidTable, name: str | None = None, **kw) -> "HostProfile":
+        return cls(name=name or (table.source or "host"), cpuid=table, source=table.source or "", **kw)
+
+    @classmethod
+    def from_file(cls, path: str | Path, *, cpu: int | None = None, **kw) -> "HostProfile":
+        """Any importable dump, taken as that host's raw CPUID."""
+        from ..sources import load
+
+        table = load(path, cpu=cpu)
+        return cls.from_table(table, name=Path(path).stem, **kw)
+
+    @classmethod
+    def builtin(cls, name: str) -> "HostProfile":
+        hosts = builtin_hosts()
+        if name not in hosts:
+            raise LookupFailed(f"no built-in host {name!r}; built-in hosts: {', '.join(sorted(hosts))}")
+        return hosts[name]
+
+    @classmethod
+    def live(cls, **kw) -> "HostProfile":
+        """This machine: raw CPUID from the CPUID instruction, KVM_GET_SUPPORTED_CPUID, vendor rewrites measured."""
+        from ..live import host_profile
+
+        return host_profile(**kw)
+
+    @classmethod
+    def resolve(cls, spec: "str | HostProfile | None") -> "HostProfile":
+        """``None``/a built-in name/``live``/a file path → HostProfile."""
+        if isinstance(spec, HostProfile):
+            return spec
+        if spec is None:
+            return cls.builtin(DEFAULT_HOST)
+        if spec == "live":
+            return cls.live()
+        if spec in builtin_hosts():
+            return cls.builtin(spec)
+        p = Path(spec)
+        if p.exists():
+            return cls.from_file(p)
+        raise LookupFailed(
+            f"host {spec!r} is neither a built-in host ({', '.join(sorted(builtin_hosts()))}), 'live', nor a file"
+        )
+
+
+DEFAULT_HOST = "sapphire-rapids"
+
+
+def _load_host_file(path: Path) -> HostProfile:
+    from ..sources.kvm_json import parse
+
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise InputError(f"not valid JSON: {e.msg}", source=str(path), where=f"line {e.lineno}") from None
+    for key in ("name", "source", "cpuid"):
+        if key not in doc:
+            raise InputError(f'missing "{key}"', source=str(path))
+    table = CpuidTable(parse(json.dumps(doc["cpuid"]), str(path)), source=str(path))
+    supported = None
+    if doc.get("supported"):
+        supported = CpuidTable(parse(json.dumps(doc["supported"]), str(path)), source=str(path))
+    return HostProfile(
+        name=doc["name"],
+        cpuid=table,
+        source=doc["source"],
+        description=doc.get("description", ""),
+        tdp=bool(doc.get("tdp", True)),
+        allow_smaller_maxphyaddr=bool(doc.get("allow_smaller_maxphyaddr", False)),
+        supported=supported,
+        vendor_rewrite=doc.get("vendor_rewrite"),
+        guest_perm_xcr0=doc.get("guest_perm_xcr0"),
+        supported_xcr0=doc.get("supported_xcr0"),
+        vendor_module=doc.get("vendor_module"),
+    )
+
+
+@functools.cache
+def builtin_hosts() -> dict[str, HostProfile]:
+    """The host profiles in ``data/hosts/*.json`` (register values from real dumps, source named)."""
+    out = {}
+    for p in sorted((data_dir() / "hosts").glob("*.json")):
+        h = _load_host_file(p)
+        out[h.name] = h
+    return out

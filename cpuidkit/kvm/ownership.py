@@ -1,0 +1,113 @@
+"""Who owns each named field: userspace (passthrough), KVM at runtime, the vendor module, or nobody.
+
+=================  ==============================================================
+owner              meaning
+=================  ==============================================================
+``passthrough``    KVM stores what userspace gave and the guest sees it unchanged
+``runtime``        KVM overwrites it from vCPU state (``driver`` names the state)
+``vendor``         the vendor module (pvm) decides it after KVM_SET_CPUID2
+``not-virtualized``  the guest sees the bit, but KVM's capabilities lack it, so
+                   KVM treats the feature as absent (6.14+: cpu_caps = CPUID ∩ KVM)
+=================  ==============================================================
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from ..catalog import Field, catalog
+from ..table import CpuidTable, extract_bits
+from .runtime import kvm_pv_base
+from .vendors import vendor_owns
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .vcpu import SimulatedVcpu
+
+OWNERS = ("passthrough", "runtime", "vendor", "not-virtualized")
+
+# Leaves whose one-bit fields are CPU features KVM may or may not virtualize.
+FEATURE_LEAVES = {1, 6, 7, 0xD, 0x14, 0x19, 0x80000001, 0x80000007, 0x80000008, 0x8000001F, 0x80000021}
+
+
+@dataclass(frozen=True)
+class Ownership:
+    field: Field
+    subleaf: int
+    value: int
+    owner: str
+    driver: str | None
+
+    def as_dict(self) -> dict:
+        f = self.field
+        return {
+            "name": f.name,
+            "leaf": f.leaf,
+            "subleaf": self.subleaf,
+            "register": f.register,
+            "bits": f.bits,
+            "value": self.value,
+            "owner": self.owner,
+            "driver": self.driver,
+        }
+
+
+def runtime_driver(vcpu: "SimulatedVcpu", f: Field, subleaf: int, table: CpuidTable) -> str | None:
+    """The vCPU state that drives a runtime-owned field for this vCPU, or None."""
+    k, host, state = vcpu.kernel_profile, vcpu.host, vcpu.state
+    unconditional = k.flag("osxsave_ospke_unconditional")
+    pos = (f.leaf, subleaf, f.register, f.hi, f.lo)
+    if pos == (1, 0, "ecx", 27, 27) and (unconditional or host.has_xsave):
+        return "CR4.OSXSAVE"
+    if pos == (1, 0, "edx", 9, 9):
+        return "IA32_APIC_BASE.EN"
+    if pos == (7, 0, "ecx", 4, 4) and (unconditional or host.has_pku):
+        return "CR4.PKE"
+    if pos == (1, 0, "ecx", 3, 3) and "MISC_ENABLE_NO_MWAIT" in state.quirks_disabled:
+        return "IA32_MISC_ENABLE.MWAIT (quirk MISC_ENABLE_NO_MWAIT disabled)"
+    if f.leaf == 0xD and subleaf == 0 and f.register == "ebx":
+        return "XCR0"
+    if f.leaf == 0xD and subleaf == 1 and f.register == "ebx":
+        e = table.get(0xD, 1)
+        if e is not None and e.eax & 0b1010:
+            return "XCR0 | IA32_XSS" if k.flag("xss_in_0xd1_ebx") else "XCR0"
+    if f.leaf == 0x12 and subleaf == 1 and f.register in ("ecx", "edx") and k.value("sgx_xfrm_adjust") != "none":
+        return "0xD.0 (guest supported XCR0), FP|SSE forced"
+    if f.linux_define == "KVM_FEATURE_PV_UNHALT" and state.hlt_exits_disabled:
+        base = kvm_pv_base(list(table))
+        if base is not None and base | 1 == f.leaf:
+            return "HLT exits disabled (KVM_CAP_X86_DISABLE_EXITS)"
+    return None
+
+
+def _not_virtualized(vcpu: "SimulatedVcpu", f: Field, subleaf: int, value: int) -> bool:
+    sup = vcpu.host.supported
+    if sup is None or not f.is_flag or not value or f.leaf not in FEATURE_LEAVES:
+        return False
+    e = sup.get(f.leaf, subleaf)
+    return e is None or not (e.reg(f.register) >> f.lo) & 1
+
+
+def ownership(vcpu: "SimulatedVcpu", table: CpuidTable | None = None) -> list[Ownership]:
+    """Ownership of every catalog field present in the vCPU's stored table."""
+    table = vcpu.get_cpuid() if table is None else table
+    out = []
+    rewrite = vcpu.host.vendor_rewrite
+    for fv in catalog().decode(table):
+        f = fv.field
+        driver = runtime_driver(vcpu, f, fv.subleaf, table)
+        if driver:
+            owner = "runtime"
+        elif any(vendor_owns(vcpu.vendor, rewrite, f.leaf, fv.subleaf, f.register, b) for b in range(f.lo, f.hi + 1)):
+            owner, driver = "vendor", f"{vcpu.vendor} module"
+        elif _not_virtualized(vcpu, f, fv.subleaf, fv.value):
+            owner = "not-virtualized"
+        else:
+            owner = "passthrough"
+        out.append(Ownership(f, fv.subleaf, fv.value, owner, driver))
+    return out
+
+
+def value_of(table: CpuidTable, f: Field, subleaf: int) -> int | None:
+    e = table.get(f.leaf, subleaf)
+    return None if e is None else extract_bits(e.reg(f.register), f.hi, f.lo)

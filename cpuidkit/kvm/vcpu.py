@@ -1,0 +1,378 @@
+"""SimulatedVcpu: a pure-Python model of what KVM does with guest CPUID.
+
+Every call behaves as the modelled kernel version, vendor module and host
+would: the same errno on failure (as :class:`cpuidkit.KvmError` carrying the
+rule id, an explanation and the kernel source), the same stored table, the
+same runtime rewrites.  Facts come from ``data/kvm-behaviours.csv`` through
+:class:`KernelProfile`; nothing version-dependent is hard-coded here.
+"""
+
+from __future__ import annotations
+
+from ..table import CpuidEntry, CpuidTable
+from .._errors import InputError, KvmError
+from .host import XFEATURE_MASK_XTILE_DATA, HostProfile
+from .interface import CR4_OSXSAVE, CR4_PKE, MSR_IA32_APICBASE, MSR_IA32_MISC_ENABLE, MSR_IA32_XSS, QUIRKS
+from .kernels import KernelProfile, kernel_profile
+from .runtime import (
+    APICBASE_ENABLE,
+    MISC_ENABLE_MWAIT,
+    Derived,
+    VcpuState,
+    _find,
+    apply_pv_unhalt,
+    apply_runtime,
+    apply_sgx_xfrm_adjust,
+    derive,
+    reserved_gpa_bits,
+)
+from .vendors import (
+    VENDORS,
+    vendor_after_set,
+    vendor_cr4_valid,
+    vendor_mwait_checked,
+    vendor_runtime,
+    vendor_xss_accepted,
+)
+
+__all__ = ["SimulatedVcpu"]
+
+XCR0_FP, XCR0_SSE, XCR0_YMM = 1, 2, 4
+XCR0_MPX = 0b11 << 3
+XCR0_AVX512 = 0b111 << 5
+XCR0_XTILE = 0b11 << 17
+XFEATURE_MASK_EXTEND = ~0b11 & ((1 << 64) - 1)
+
+
+class SimulatedVcpu:
+    """The model behind the ``Vcpu`` interface (see ``cpuidkit.kvm.interface``)."""
+
+    def __init__(self, kernel: str | KernelProfile = "6.18", vendor: str = "vmx", host: "HostProfile | str | None" = None):
+        if vendor not in VENDORS:
+            raise InputError(f"vendor must be one of {', '.join(VENDORS)}, got {vendor!r}", where="vendor")
+        self.kernel_profile = kernel if isinstance(kernel, KernelProfile) else kernel_profile(kernel)
+        self.kernel = self.kernel_profile.name
+        self.vendor = vendor
+        self.host = HostProfile.resolve(host)
+        self.state = VcpuState()
+        self.state.misc_enable = self.host.reset_misc_enable
+        self._stored = CpuidTable()
+        self._dirty = False  # lazy runtime updates (6.15+): a trigger happened since the last refresh
+        self.has_run = False
+        self._vcpu_created = False
+        self.xfeature_perm = self.host.default_guest_perm()
+        self.derived: Derived = derive(self._stored, self.host, self.kernel_profile, vendor)
+        self.closed = False
+
+    def __repr__(self) -> str:
+        return f"SimulatedVcpu(kernel={self.kernel!r}, vendor={self.vendor!r}, host={self.host.name!r})"
+
+    # context manager, like LiveVcpu
+    def __enter__(self) -> "SimulatedVcpu":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.closed = True
+
+    # -- helpers -------------------------------------------------------------
+    def _err(self, errno_name: str, rule: str, explanation: str, operation: str) -> KvmError:
+        return KvmError(errno_name, explanation, rule=rule, source=self.kernel_profile.source(rule), operation=operation)
+
+    def _vcpu(self) -> None:
+        self._vcpu_created = True
+
+    def _runtime(self, entries: list[CpuidEntry]) -> list[CpuidEntry]:
+        entries = apply_runtime(entries, self.state, self.kernel_profile, self.host, self.vendor)
+        return vendor_runtime(self.vendor, entries, self)
+
+    def _trigger(self) -> None:
+        """A runtime trigger: eager kernels update now, lazy ones (6.15+) mark the table dirty."""
+        if self.kernel_profile.value("runtime_update_mode") == "lazy":
+            self._dirty = True
+        else:
+            self._refresh()
+
+    def _refresh(self) -> None:
+        self._stored = CpuidTable(self._runtime(list(self._stored)))
+        self._dirty = False
+
+    # -- KVM_SET_CPUID2 ---------------------------------------------------------
+    def set_cpuid(self, table: CpuidTable) -> None:
+        """KVM_SET_CPUID2 as the modelled kernel does it (see data/kvm-behaviours.csv for each rule)."""
+        op = "KVM_SET_CPUID2"
+        k = self.kernel_profile
+        if not isinstance(table, CpuidTable):
+            table = CpuidTable(table)
+        self._vcpu()
+        limit = k.number("max_cpuid_entries")
+        if len(table) > limit:
+            raise self._err("E2BIG", "max_cpuid_entries",
+                            f"{len(table)} entries is more than KVM_MAX_CPUID_ENTRIES ({limit})", op)
+        # The runtime rules rewrite the incoming entries first (before 5.17 they ran right
+        # after installing them: the stored result is the same).
+        incoming = self._runtime(list(table))
+        if k.flag("pv_unhalt_at_set"):
+            apply_pv_unhalt(incoming, self.state)
+
+        if self.has_run:
+            policy = k.value("post_run_set_cpuid")
+            if policy == "reject":
+                raise self._err("EINVAL", "post_run_set_cpuid",
+                                "KVM_SET_CPUID2 after KVM_RUN is always refused in this kernel", op)
+            if policy == "identical":
+                if self._dirty and k.flag("set_cpuid_refreshes_current"):
+                    self._refresh()
+                why = self._differs(incoming, compare_flags=k.flag("post_run_compare_flags"))
+                if why:
+                    raise self._err("EINVAL", "post_run_set_cpuid",
+                                    f"the vCPU has run, and the new table is not identical to the stored one: {why}", op)
+                return  # identical: nothing changes, nothing is re-derived
+
+        failure = self._check(incoming)
+        if failure is not None:
+            if not k.flag("check_before_install"):
+                # before 5.9 the new table was installed first and checked afterwards
+                self._install(incoming)
+            raise failure
+        self._install(incoming)
+
+    def _differs(self, incoming: list[CpuidEntry], compare_flags: bool) -> str | None:
+        stored = list(self._stored)
+        if len(incoming) != len(stored):
+            return f"{len(incoming)} entries against {len(stored)} stored"
+        for i, (a, b) in enumerate(zip(incoming, stored)):
+            if (a.function, a.index) != (b.function, b.index):
+                return f"entry {i} is {a.function:#x}.{a.index}, stored {b.function:#x}.{b.index}"
+            if compare_flags and a.flags != b.flags:
+                return f"entry {i} ({a.function:#x}.{a.index}) flags {a.flags} against {b.flags}"
+            for r in ("eax", "ebx", "ecx", "edx"):
+                if a.reg(r) != b.reg(r):
+                    return f"entry {i} ({a.function:#x}.{a.index}) {r} {a.reg(r):#010x} against {b.reg(r):#010x}"
+        return None
+
+    def _check(self, entries: list[CpuidEntry]) -> KvmError | None:
+        """``kvm_check_cpuid``: the linear-address width and dynamic xfeatures."""
+        op = "KVM_SET_CPUID2"
+        k = self.kernel_profile
+        pos = _find(entries, 0x80000008, None)
+        if pos is not None:
+            width = (entries[pos].eax >> 8) & 0xFF
+            allowed = {int(v) for v in k.value("vaddr_width_values").split(";")}
+            if width not in allowed:
+                return self._err("EINVAL", "vaddr_width_values",
+                                 f"0x80000008 EAX[15:8] (linear-address width) is {width}; KVM accepts only "
+                                 f"{', '.join(map(str, sorted(allowed)))}", op)
+        if k.flag("amx_dynamic_eperm"):
+            pos = _find(entries, 0xD, 0)
+            if pos is not None:
+                e = entries[pos]
+                dynamic = (e.eax | e.edx << 32) & XFEATURE_MASK_XTILE_DATA
+                if dynamic & ~self.xfeature_perm:
+                    return self._err("EPERM", "amx_dynamic_eperm",
+                                     "0xD.0 EAX enables AMX TILEDATA (bit 18), a dynamic XSAVE feature, and this "
+                                     "process has no guest permission for it (arch_prctl(ARCH_REQ_XCOMP_GUEST_PERM, 18))", op)
+        return None
+
+    def _install(self, entries: list[CpuidEntry]) -> None:
+        k = self.kernel_profile
+        if k.value("sgx_xfrm_adjust") == "after_set":
+            apply_sgx_xfrm_adjust(entries, self.host, self.vendor)
+        stored = CpuidTable(entries)
+        self.derived = derive(stored, self.host, k, self.vendor)
+        rewritten = vendor_after_set(self.vendor, stored, self)
+        if rewritten is not None:
+            # the vendor hook runs after KVM's runtime update; KVM's runtime fields are then
+            # brought up to date on the rewritten table (e.g. 0xD.1 EBX once XSAVEC is forced on)
+            stored = CpuidTable(self._runtime(list(rewritten)))
+            self.derived = derive(stored, self.host, k, self.vendor)
+        self._stored = stored
+        self._dirty = False
+
+    # -- KVM_GET_CPUID2 ---------------------------------------------------------
+    def get_cpuid(self, nent: int | None = None) -> CpuidTable:
+        """KVM_GET_CPUID2: the stored table with runtime fields applied; E2BIG if ``nent`` is too small."""
+        self._vcpu()
+        if nent is not None and nent < len(self._stored):
+            raise self._err("E2BIG", "get_cpuid2_e2big",
+                            f"the buffer has room for {nent} entries but {len(self._stored)} are stored", "KVM_GET_CPUID2")
+        if self._dirty:
+            self._refresh()
+        return CpuidTable(self._stored, source="KVM_GET_CPUID2 (model)")
+
+    # -- runtime triggers -----------------------------------------------------------
+    def set_cr4(self, value: int) -> None:
+        """KVM_SET_SREGS with a new CR4: refused with EINVAL if a bit is reserved; OSXSAVE/PKE toggles update CPUID."""
+        self._vcpu()
+        op = "KVM_SET_SREGS"
+        if not 0 <= value < 1 << 64:
+            raise InputError(f"CR4 must be a 64-bit value, got {value:#x}")
+        ok = vendor_cr4_valid(self.vendor, value, self)
+        if ok is None:
+            bad = value & self.derived.cr4_reserved_bits
+            if bad:
+                raise self._err("EINVAL", "cr4_reserved_from_cpuid",
+                                f"CR4 bits {bad:#x} are reserved for this vCPU (unknown to KVM, or their CPUID "
+                                "feature is absent from KVM's caps or from guest CPUID)", op)
+        elif not ok:
+            raise self._err("EINVAL", "cr4_reserved_from_cpuid",
+                            f"CR4 {value:#x} is outside the vendor module's fixed CR4 mask", op)
+        old = self.state.cr4
+        self.state.cr4 = value
+        if (old ^ value) & (CR4_OSXSAVE | CR4_PKE):
+            self._trigger()
+
+    def set_xcr0(self, value: int) -> None:
+        """KVM_SET_XCRS with one XCR0 entry (``__kvm_set_xcr``): EINVAL on any rule, state unchanged."""
+        self._vcpu()
+        why = self.xcr0_violation(value)
+        if why:
+            raise self._err("EINVAL", "xcr0_rules", why, "KVM_SET_XCRS")
+        old = self.state.xcr0
+        self.state.xcr0 = value
+        if (old ^ value) & XFEATURE_MASK_EXTEND:
+            self._trigger()
+
+    def xcr0_violation(self, value: int) -> str | None:
+        """Why ``__kvm_set_xcr`` refuses ``value`` for this vCPU, or None."""
+        if not 0 <= value < 1 << 64:
+            return f"XCR0 must be a 64-bit value, got {value:#x}"
+        if not value & XCR0_FP:
+            return "XCR0 bit 0 (x87) must be set"
+        if value & XCR0_YMM and not value & XCR0_SSE:
+            return "XCR0 enables AVX (bit 2) without SSE (bit 1)"
+        valid = self.derived.guest_supported_xcr0 | XCR0_FP
+        if value & ~valid:
+            return (f"XCR0 bits {value & ~valid:#x} are outside guest_supported_xcr0 ({self.derived.guest_supported_xcr0:#x}: "
+                    "0xD.0 EDX:EAX ∩ what KVM supports on this host)")
+        if bool(value & (1 << 3)) != bool(value & (1 << 4)):
+            return "XCR0 must enable MPX BNDREGS and BNDCSR (bits 3, 4) together"
+        if value & XCR0_AVX512:
+            if not value & XCR0_YMM:
+                return "XCR0 enables AVX-512 state without AVX (bit 2)"
+            if value & XCR0_AVX512 != XCR0_AVX512:
+                return "XCR0 must enable the three AVX-512 components (bits 5, 6, 7) together"
+        if value & XCR0_XTILE and value & XCR0_XTILE != XCR0_XTILE:
+            return "XCR0 must enable AMX TILECFG and TILEDATA (bits 17, 18) together"
+        return None
+
+    def get_xcr0(self) -> int:
+        self._vcpu()
+        return self.state.xcr0
+
+    def set_msr(self, index: int, value: int) -> None:
+        """KVM_SET_MSRS (host-initiated) for IA32_APIC_BASE, IA32_MISC_ENABLE and IA32_XSS."""
+        self._vcpu()
+        op = "KVM_SET_MSRS"
+        if index == MSR_IA32_APICBASE:
+            has_x2apic = bool(self._stored.get(1) and self._stored.get(1).ecx >> 21 & 1)
+            reserved = reserved_gpa_bits(self.derived.maxphyaddr) | 0x2FF | (0 if has_x2apic else 1 << 10)
+            reserved &= (1 << 64) - 1
+            if value & reserved and not (value == self.state.apic_base and self.kernel_profile.flag("apic_base_unchanged_noop")):
+                raise self._err("EINVAL", "apic_base_reserved",
+                                f"APIC_BASE bits {value & reserved:#x} are reserved (GPA bits ≥ MAXPHYADDR "
+                                f"{self.derived.maxphyaddr}, bits 0-7 and 9{'' if has_x2apic else ', and EXTD without X2APIC'})", op)
+            if value == self.state.apic_base and self.kernel_profile.flag("apic_base_unchanged_noop"):
+                return  # kvm_apic_set_base() returns early when the value does not change
+            if value & (1 << 10) and not value & APICBASE_ENABLE:
+                raise self._err("EINVAL", "apic_base_reserved", "APIC_BASE EXTD (x2APIC) set without EN: invalid mode", op)
+            old = self.state.apic_base
+            self.state.apic_base = value
+            if (old ^ value) & APICBASE_ENABLE:
+                self._trigger()
+        elif index == MSR_IA32_MISC_ENABLE:
+            old = self.state.misc_enable
+            if "MISC_ENABLE_NO_MWAIT" in self.state.quirks_disabled and (old ^ value) & MISC_ENABLE_MWAIT:
+                e = self._stored.get_any(1)
+                if vendor_mwait_checked(self.vendor, self) and not (e and e.ecx & 1):
+                    raise self._err("EINVAL", "misc_enable_mwait_runtime",
+                                    "toggling MISC_ENABLE.MWAIT with the quirk disabled needs SSE3 in guest CPUID", op)
+                self.state.misc_enable = value
+                self._trigger()
+            else:
+                self.state.misc_enable = value
+        elif index == MSR_IA32_XSS:
+            measured = vendor_xss_accepted(self.vendor, self)
+            if measured is not None and value not in measured:
+                raise self._err("EINVAL", "supported_xss",
+                                f"IA32_XSS {value:#x} is refused by the {self.vendor} module on this host (measured)", op)
+            why = None if measured is not None else self._xss_violation(value)
+            if why:
+                raise self._err("EINVAL", "xss_write_rule", why, op)
+            old = self.state.xss
+            self.state.xss = value
+            if old != value and self.kernel_profile.flag("xss_in_0xd1_ebx"):
+                self._trigger()
+        else:
+            raise InputError(f"the model knows MSRs {MSR_IA32_APICBASE:#x}, {MSR_IA32_MISC_ENABLE:#x} and "
+                             f"{MSR_IA32_XSS:#x}; got {index:#x}")
+
+    def _kvm_supported_xss(self) -> int:
+        """kvm_caps.supported_xss: KVM's set (0 before 6.18, CET_U|CET_S from 6.18) ∩ the host's XSS."""
+        value = self.kernel_profile.value("supported_xss")
+        return int(value, 0) & self.host.xss_mask if value not in ("", "0") else 0
+
+    def _xss_violation(self, value: int) -> str | None:
+        """Why a host-initiated IA32_XSS write fails (``kvm_set_msr_common``), or None."""
+        supported = self._kvm_supported_xss()
+        if self.kernel_profile.value("xss_write_rule") == "needs_guest_xsaves":
+            e = self._stored.get(0xD, 1)
+            if not (e and e.eax >> 3 & 1):
+                if value == 0 and supported:
+                    return None  # a host write of 0 to an advertised MSR is tolerated
+                return "IA32_XSS needs XSAVES in guest CPUID (0xD.1 EAX[3])"
+            guest = (e.ecx | e.edx << 32) & supported
+            if value & ~guest:
+                return f"IA32_XSS bits {value & ~guest:#x} are outside guest_supported_xss ({guest:#x})"
+            return None
+        if value & ~supported:
+            return f"IA32_XSS bits {value & ~supported:#x} are outside kvm_caps.supported_xss ({supported:#x})"
+        return None
+
+    def get_msr(self, index: int) -> int:
+        self._vcpu()
+        if index == MSR_IA32_APICBASE:
+            return self.state.apic_base
+        if index == MSR_IA32_MISC_ENABLE:
+            return self.state.misc_enable
+        if index == MSR_IA32_XSS:
+            return self.state.xss
+        raise InputError(f"the model does not know MSR {index:#x}")
+
+    # -- VM-level capabilities --------------------------------------------------------
+    def disable_quirk(self, name: str) -> None:
+        """KVM_CAP_DISABLE_QUIRKS2: no runtime update happens until the next trigger."""
+        if name not in QUIRKS:
+            raise InputError(f"unknown quirk {name!r}; known: {', '.join(QUIRKS)}")
+        self.state.quirks_disabled.add(name)
+
+    def disable_hlt_exits(self) -> None:
+        """KVM_CAP_X86_DISABLE_EXITS(HLT): refused once a vCPU exists, where the kernel refuses it."""
+        if self._vcpu_created and self.kernel_profile.flag("disable_exits_after_vcpu_rejected"):
+            raise self._err("EINVAL", "disable_exits_after_vcpu_rejected",
+                            "KVM_CAP_X86_DISABLE_EXITS must be enabled before any vCPU is created", "KVM_ENABLE_CAP")
+        self.state.hlt_exits_disabled = True
+
+    def grant_xfeature_permission(self, mask: int) -> None:
+        """arch_prctl(ARCH_REQ_XCOMP_GUEST_PERM): only features the host supports can be granted."""
+        for bit in range(2, 64):
+            if not mask >> bit & 1:
+                continue
+            if not self.host.xcr0_mask >> bit & 1:
+                raise KvmError("EOPNOTSUPP", f"the host does not support XSAVE feature {bit}, so no permission "
+                               "can be granted", rule="amx_dynamic_eperm", operation="arch_prctl(ARCH_REQ_XCOMP_GUEST_PERM)",
+                               source="arch/x86/kernel/fpu/xstate.c xstate_request_perm()")
+            self.xfeature_perm |= 1 << bit
+
+    def run(self) -> None:
+        """KVM_RUN: the vCPU has now entered the guest (this turns on the post-run SET_CPUID2 rule)."""
+        self._vcpu()
+        self.has_run = True
+
+    # -- views ------------------------------------------------------------------------
+    @property
+    def stored(self) -> CpuidTable:
+        """The stored table without resolving pending lazy updates (what KVM holds internally)."""
+        return self._stored

@@ -1,0 +1,125 @@
+"""Vendor modules: what kvm_intel (vmx), kvm_amd (svm) and kvm_pvm do differently with CPUID.
+
+vmx and svm keep the stored table as KVM's common code leaves it (their
+``vcpu_after_set_cpuid`` hooks change internal state, not the table).  The
+``pvm`` module on our machines rewrites leaves 1, 7 and 0xD after
+KVM_SET_CPUID2 and drops 0x1D, 0x1E and 0x24 (``pvm_vcpu_after_set_cpuid``,
+``pvm_drop_cpuid_leaf``; see ../shared/reference/live-kvm-findings.md).  Its
+code is not public, so its rewrite is **measured** on the live host
+(``cpuidkit.live.calibrate``) and carried in the host profile as data:
+
+``vendor_rewrite = {"registers": {"0x1.0.ecx": {"force1": m, "force0": m}, ...},
+"dropped": [functions], "appended": [entries], "cr4_valid": mask}``
+
+Without a measurement, the model says so (``measured=False``) and leaves the
+table as upstream KVM would.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ..table import CpuidEntry, CpuidTable
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .vcpu import SimulatedVcpu
+
+VENDORS = ("vmx", "svm", "pvm")
+
+# Leaves whose fields the pvm module owns (the rest of the table passes through).
+PVM_OWNED_LEAVES = {1: None, 7: (0, 1), 0xD: None}
+PVM_DROPPED = (0x1D, 0x1E, 0x24)
+
+
+def _reg_key(function: int, index: int, reg: str) -> str:
+    return f"{function:#x}.{index}.{reg}"
+
+
+def pvm_rewrite(table: CpuidTable, rewrite: dict) -> CpuidTable:
+    """Apply a measured pvm rewrite: forced bits per register, dropped leaves, appended 0xD entries."""
+    regs = rewrite.get("registers", {})
+    dropped = set(rewrite.get("dropped", PVM_DROPPED))
+    out: list[CpuidEntry] = []
+    seen_first: set[tuple[int, int]] = set()
+    for e in table:
+        if e.function in dropped:
+            continue
+        key = (e.function, e.index if e.flags & 1 else 0)
+        first = key not in seen_first
+        seen_first.add(key)
+        if first:
+            changes = {}
+            for r in ("eax", "ebx", "ecx", "edx"):
+                m = regs.get(_reg_key(e.function, e.index, r))
+                if m:
+                    changes[r] = (e.reg(r) | m["force1"]) & ~m["force0"] & 0xFFFFFFFF
+            if changes:
+                e = e.replace(**changes)
+        out.append(e)
+    has_leaf1 = any(e.function == 1 for e in out)
+    if has_leaf1 and not any(e.function == 0xD for e in out):
+        out.extend(CpuidEntry(**a) for a in rewrite.get("appended", []))
+    return CpuidTable(out)
+
+
+def vendor_after_set(vendor: str, stored: CpuidTable, vcpu: "SimulatedVcpu") -> CpuidTable | None:
+    """The vendor hook after a successful KVM_SET_CPUID2; returns the table to store (or None: unchanged)."""
+    if vendor != "pvm":
+        return None
+    rewrite = vcpu.host.vendor_rewrite
+    if not rewrite:
+        return None
+    return pvm_rewrite(stored, rewrite)
+
+
+def vendor_cr4_valid(vendor: str, value: int, vcpu: "SimulatedVcpu") -> bool | None:
+    """pvm checks CR4 against a fixed mask (measured); None means "use KVM's CPUID-derived rule"."""
+    if vendor != "pvm":
+        return None
+    rewrite = vcpu.host.vendor_rewrite or {}
+    mask = rewrite.get("cr4_valid")
+    if mask is None:
+        return None
+    return not value & ~int(mask)
+
+
+def vendor_owns(vendor: str, host_rewrite: dict | None, function: int, index: int, reg: str, bit: int) -> bool:
+    """Whether the vendor module decides this bit (measured where possible)."""
+    if vendor != "pvm":
+        return False
+    if function in PVM_DROPPED:
+        return True
+    if host_rewrite:
+        m = host_rewrite.get("registers", {}).get(_reg_key(function, index, reg))
+        return bool(m and (m["force1"] | m["force0"]) >> bit & 1)
+    if function in PVM_OWNED_LEAVES:
+        subs = PVM_OWNED_LEAVES[function]
+        return subs is None or index in subs
+    return False
+
+
+def vendor_runtime(vendor: str, entries: list[CpuidEntry], vcpu: "SimulatedVcpu") -> list[CpuidEntry]:
+    """Vendor effects on KVM's runtime update: pvm keeps MWAIT at 0 with the quirk off (measured)."""
+    if vendor != "pvm":
+        return entries
+    rewrite = vcpu.host.vendor_rewrite or {}
+    if rewrite.get("mwait_quirk_off_forced_zero") and "MISC_ENABLE_NO_MWAIT" in vcpu.state.quirks_disabled:
+        for pos, e in enumerate(entries):
+            if e.function == 1:
+                entries[pos] = e.replace(ecx=e.ecx & ~(1 << 3))
+                break
+    return entries
+
+
+def vendor_mwait_checked(vendor: str, vcpu: "SimulatedVcpu") -> bool:
+    """Whether a MISC_ENABLE.MWAIT toggle (quirk off) needs SSE3 (upstream: yes; pvm: measured)."""
+    if vendor != "pvm":
+        return True
+    return bool((vcpu.host.vendor_rewrite or {}).get("mwait_toggle_needs_sse3", True))
+
+
+def vendor_xss_accepted(vendor: str, vcpu: "SimulatedVcpu") -> list[int] | None:
+    """The IA32_XSS values the vendor module accepted when measured (None: use KVM's rule)."""
+    if vendor != "pvm":
+        return None
+    return (vcpu.host.vendor_rewrite or {}).get("xss_accepted")

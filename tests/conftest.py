@@ -1,0 +1,81 @@
+"""Shared fixtures and the "required in CI" rule for tests that need real parts.
+
+Tests marked ``kvm``, ``cpuid_tool`` or ``chromium`` need /dev/kvm, the Debian
+``cpuid`` tool or Debian's chromium.  Where the part is missing they skip with
+a clear reason, except when ``CPUIDKIT_REQUIRE`` names the marker (``.ci/run``
+sets ``CPUIDKIT_REQUIRE=kvm,cpuid_tool,chromium``): then they fail, so CI can
+never pass by skipping them.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared"
+DUMPS = SHARED / "data" / "cpuid-dumps"
+LIVE_DATA = SHARED / "data" / "live-kvm"
+KCPUID_CSV = SHARED / "data" / "kcpuid" / "cpuid.csv"
+
+
+def _kvm_usable() -> str | None:
+    if not os.path.exists("/dev/kvm"):
+        return "/dev/kvm does not exist on this machine"
+    if not os.access("/dev/kvm", os.R_OK | os.W_OK):
+        return "/dev/kvm exists but this user cannot open it read-write"
+    return None
+
+
+def _cpuid_tool() -> str | None:
+    return None if shutil.which("cpuid") else "the `cpuid` tool is not installed (apt-get install cpuid)"
+
+
+def _chromium() -> str | None:
+    return None if os.path.exists("/usr/bin/chromium") else "Debian's chromium is not installed (apt-get install chromium)"
+
+
+_CHECKS = {"kvm": _kvm_usable, "cpuid_tool": _cpuid_tool, "chromium": _chromium}
+
+
+def required_parts() -> set[str]:
+    return {p.strip() for p in os.environ.get("CPUIDKIT_REQUIRE", "").split(",") if p.strip()}
+
+
+def pytest_runtest_setup(item):
+    required = required_parts()
+    for name, check in _CHECKS.items():
+        if name not in item.keywords:
+            continue
+        reason = check()
+        if reason is None:
+            continue
+        if name in required:
+            pytest.fail(f"required in this run (CPUIDKIT_REQUIRE={name}) but missing: {reason}")
+        pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    if not SHARED.is_dir():
+        pytest.fail(f"the shared reference folder is expected at {SHARED} (beside the checkout)")
+    return SHARED
+
+
+def libvirt_dumps() -> list[Path]:
+    return sorted((DUMPS / "libvirt").glob("*.xml"))
+
+
+def firecracker_dumps() -> list[Path]:
+    return sorted((DUMPS / "firecracker").glob("*.json"))
+
+
+def libcpuid_dumps() -> list[Path]:
+    return sorted((DUMPS / "libcpuid").glob("*.test"))
+
+
+def all_shared_dumps() -> list[Path]:
+    return libvirt_dumps() + firecracker_dumps() + libcpuid_dumps() + sorted(LIVE_DATA.glob("*.json"))

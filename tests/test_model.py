@@ -1,0 +1,269 @@
+"""SimulatedVcpu: KVM's rules, scripted, at the edges of their version ranges.
+
+Expected values here are facts from the kernel sources (named per test), not
+read back from data/kvm-behaviours.csv: a wrong row in the data fails these.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from cpuidkit import CpuidEntry, CpuidTable, KvmError
+from cpuidkit.kvm.check import check
+from cpuidkit.kvm.host import HostProfile
+from cpuidkit.kvm.interface import CR4_OSXSAVE, CR4_PKE, MSR_IA32_APICBASE, MSR_IA32_MISC_ENABLE, MSR_IA32_XSS
+from cpuidkit.kvm.vcpu import SimulatedVcpu
+
+SPR = HostProfile.builtin("sapphire-rapids")  # AMX, PKU, 52-bit
+ROME = HostProfile.builtin("epyc-rome")
+
+
+def guest(host: HostProfile = SPR) -> CpuidTable:
+    """A plausible guest table: the host's own CPUID, with 0xD.0 without AMX TILEDATA."""
+    t = host.cpuid
+    e = t.get(0xD, 0)
+    return t.set_field("0xd.0.eax[18]", 0).set_field("0xd.0.eax[17]", 0) if e else t
+
+
+def vcpu(kernel="6.18", vendor="vmx", host=SPR) -> SimulatedVcpu:
+    return SimulatedVcpu(kernel=kernel, vendor=vendor, host=host)
+
+
+def errno_of(fn, *a) -> str | None:
+    try:
+        fn(*a)
+    except KvmError as e:
+        return e.errno_name
+    return None
+
+
+# -- R1: the entry limit ------------------------------------------------------------------
+
+def many(n: int) -> CpuidTable:
+    return CpuidTable(CpuidEntry(0x40000100 + i) for i in range(n))
+
+
+@pytest.mark.parametrize("kernel,limit", [("5.9", 80), ("5.10", 256), ("6.1", 256), ("6.18", 256)])
+def test_entry_limit_and_its_history(kernel, limit):
+    # KVM_MAX_CPUID_ENTRIES: 80 until 3f4e3eb417b1 "bump KVM_MAX_CPUID_ENTRIES" (5.10 merge window;
+    # 5.10.0's kvm_host.h has 256), 256 since
+    v = vcpu(kernel)
+    assert errno_of(v.set_cpuid, many(limit)) is None
+    with pytest.raises(KvmError) as ei:
+        v.set_cpuid(many(limit + 1))
+    assert ei.value.errno_name == "E2BIG" and ei.value.rule == "max_cpuid_entries"
+    assert "kvm" in ei.value.source.lower() or "cpuid" in ei.value.source.lower()
+    assert len(v.get_cpuid()) == limit  # the failed call left the stored table alone
+
+
+# -- R4: linear-address width -----------------------------------------------------------------
+
+@pytest.mark.parametrize("width,ok", [(0, True), (48, True), (57, True), (32, False), (50, False), (52, False), (64, False)])
+@pytest.mark.parametrize("kernel", ["5.10", "6.1", "6.12", "6.18"])
+def test_linear_width_check(kernel, width, ok):
+    t = guest().set_field("0x80000008.0.eax[15:8]", width)
+    v = vcpu(kernel)
+    before = v.get_cpuid()
+    got = errno_of(v.set_cpuid, t)
+    assert got == (None if ok else "EINVAL")
+    if not ok:
+        assert v.get_cpuid() == before  # 5.9+: checked before installing
+
+
+def test_maxphyaddr_is_never_checked_and_36_is_the_default():
+    for bits in (0, 20, 36, 46, 52, 64, 255):
+        v = vcpu()
+        v.set_cpuid(guest().set_field("0x80000008.0.eax[7:0]", bits))
+        assert v.derived.maxphyaddr == bits
+    v = vcpu()
+    v.set_cpuid(guest().set_field("0x80000000.0.eax", 0x80000001))  # 0x80000008 unreachable
+    assert v.derived.maxphyaddr == 36
+    assert v.derived.reserved_gpa_bits == ((1 << 64) - 1) & ~((1 << 36) - 1)
+
+
+# -- R5: AMX TILEDATA needs permission ----------------------------------------------------------
+
+@pytest.mark.parametrize("kernel,eperm", [("5.16", False), ("5.17", True), ("6.18", True)])
+def test_tiledata_without_permission(kernel, eperm):
+    t = guest().set_field("0xd.0.eax[18]", 1).set_field("0xd.0.eax[17]", 1)
+    assert errno_of(vcpu(kernel).set_cpuid, t) == ("EPERM" if eperm else None)
+    v = vcpu(kernel)
+    v.grant_xfeature_permission(1 << 18)  # the SPR host has AMX, so permission can be granted
+    assert errno_of(v.set_cpuid, t) is None
+    # TILECFG alone passes the check (it is not a dynamic feature)
+    assert errno_of(vcpu(kernel).set_cpuid, guest().set_field("0xd.0.eax[17]", 1)) is None
+
+
+def test_permission_cannot_be_granted_on_a_host_without_amx():
+    v = vcpu(host=ROME)
+    with pytest.raises(KvmError) as ei:
+        v.grant_xfeature_permission(1 << 18)
+    assert ei.value.errno_name == "EOPNOTSUPP"
+
+
+# -- R3: after KVM_RUN --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kernel,same,changed", [
+    ("5.15", None, None),          # anything accepted
+    ("5.16", "EINVAL", "EINVAL"),  # every call refused
+    ("5.17", None, "EINVAL"),      # identical only
+    ("6.18", None, "EINVAL"),
+])
+def test_set_cpuid_after_run_by_version(kernel, same, changed):
+    v = vcpu(kernel)
+    v.set_cpuid(guest())
+    v.run()
+    current = v.get_cpuid()
+    assert errno_of(v.set_cpuid, current) == same
+    assert errno_of(v.set_cpuid, current.set_field("0x6.0.eax[0]", 1 - current.get_field("0x6.0.eax[0]"))) == changed
+
+
+def test_after_run_runtime_fields_do_not_count_as_changes():
+    # cpuid_test (upstream): re-set after toggling CR4.OSXSAVE/PKE through KVM_SET_SREGS still succeeds
+    v = vcpu()
+    v.set_cpuid(guest())
+    v.run()
+    original = v.get_cpuid()
+    v.set_cr4(CR4_OSXSAVE | CR4_PKE)
+    assert errno_of(v.set_cpuid, original) is None  # KVM rewrites OSXSAVE/OSPKE in the incoming copy
+    assert errno_of(v.set_cpuid, v.get_cpuid()) is None
+
+
+def test_after_run_order_flags_and_maxphyaddr_changes_fail():
+    v = vcpu()
+    v.set_cpuid(guest())
+    v.run()
+    cur = v.get_cpuid()
+    assert errno_of(v.set_cpuid, CpuidTable(reversed(list(cur)))) == "EINVAL"
+    e7 = cur.get(7, 0)
+    pos = list(cur).index(e7)
+    assert errno_of(v.set_cpuid, cur.replace_at(pos, e7.replace(flags=0))) == "EINVAL"
+    assert errno_of(v.set_cpuid, cur.set_field("0x80000008.0.eax[7:0]", 36)) == "EINVAL"
+    assert errno_of(v.set_cpuid, cur.set_field("avx2", 1 - cur.get_field("avx2"))) == "EINVAL"
+    assert v.get_cpuid() == cur
+
+
+# -- runtime fields -------------------------------------------------------------------------------
+
+def test_runtime_fields_follow_their_triggers():
+    v = vcpu()
+    t = guest().set_field("osxsave", 1).set_field("0xd.0.ebx", 12345)
+    v.set_cpuid(t)
+    got = v.get_cpuid()
+    assert got.get_field("osxsave") == 0  # CR4 = 0 at reset
+    assert got.get(0xD, 0).ebx == 576  # XCR0 = 1 at reset
+    v.set_cr4(CR4_OSXSAVE)
+    assert v.get_cpuid().get_field("osxsave") == 1
+    v.set_xcr0(0x7)
+    assert v.get_cpuid().get(0xD, 0).ebx == 832  # legacy+header 576 + AVX 256 at offset 576
+    v.set_msr(MSR_IA32_APICBASE, 0xFEE00000)  # disabled
+    assert v.get_cpuid().get_field("apic") == 0
+
+
+def test_mwait_follows_misc_enable_only_with_the_quirk_disabled():
+    t = guest().set_field("monitor", 0)
+    v = vcpu()
+    v.set_cpuid(t)
+    v.set_msr(MSR_IA32_MISC_ENABLE, 1 << 18)
+    assert v.get_cpuid().get_field("monitor") == 0  # quirk on: userspace owns the bit
+    v = vcpu()
+    v.disable_quirk("MISC_ENABLE_NO_MWAIT")
+    v.set_cpuid(t)
+    v.set_msr(MSR_IA32_MISC_ENABLE, 1 << 18)
+    assert v.get_cpuid().get_field("monitor") == 1
+
+
+def test_pv_unhalt_cleared_with_hlt_exits_disabled():
+    kvm_leaves = CpuidTable([
+        CpuidEntry(0x40000000, eax=0x40000001, ebx=0x4B4D564B, ecx=0x564B4D56, edx=0x4D),
+        CpuidEntry(0x40000001, eax=0xFFFF),
+    ])
+    t = CpuidTable(list(guest()) + list(kvm_leaves))
+    v = vcpu()
+    v.set_cpuid(t)
+    assert v.get_cpuid().get(0x40000001).eax >> 7 & 1 == 1
+    v = vcpu()
+    v.disable_hlt_exits()
+    v.set_cpuid(t)
+    assert v.get_cpuid().get(0x40000001).eax >> 7 & 1 == 0
+
+
+def test_xsave_sizes_come_from_the_host_not_the_guest():
+    # kvm-facts §2 / §9.4: 0xD.0 EBX uses host offsets even if the guest's 0xD subleaves lie
+    t = guest().set_field("0xd.9.ebx", 4000)  # guest claims PKRU at 4000
+    v = vcpu()
+    v.set_cpuid(t)
+    v.set_cr4(CR4_OSXSAVE)
+    v.set_xcr0(0x207)
+    assert v.get_cpuid().get(0xD, 0).ebx == 2696  # SPR PKRU offset 2688 + 8
+
+
+def test_xss_in_compacted_size_from_618():
+    for kernel, expect_xss in (("6.17", False), ("6.18", True)):
+        v = vcpu(kernel)
+        v.set_cpuid(guest())
+        base = v.get_cpuid().get(0xD, 1).ebx
+        if expect_xss:
+            v.set_msr(MSR_IA32_XSS, 1 << 11)  # CET_U
+            assert v.get_cpuid().get(0xD, 1).ebx > base
+        else:
+            assert errno_of(v.set_msr, MSR_IA32_XSS, 1 << 11) == "EINVAL"  # supported_xss is 0 before 6.18
+
+
+# -- XCR0 rules (__kvm_set_xcr) ------------------------------------------------------------------
+
+def test_xcr0_rules_and_guest_supported_xcr0_from_0xd_only():
+    v = vcpu()
+    assert v.get_xcr0() == 1
+    assert errno_of(v.set_xcr0, 0x3) == "EINVAL"  # before SET_CPUID2: only XCR0=1
+    v.set_cpuid(guest().set_field("avx", 0).set_field("pku", 0))  # flags off, 0xD.0 still lists AVX and PKRU
+    for ok in (0x1, 0x3, 0x7, 0x207, 0xE7 | 0x200):
+        assert errno_of(v.set_xcr0, ok) is None, hex(ok)
+    for bad in (0x0, 0x2, 0x5, 0x27, 0x67, 0x8, 0x10, 0x1 | 1 << 17, 1 << 8 | 1, 1 << 63 | 1):
+        assert errno_of(v.set_xcr0, bad) == "EINVAL", hex(bad)
+
+
+def test_cr4_reserved_bits_follow_guest_cpuid():
+    v = vcpu()
+    v.set_cpuid(guest().set_field("pku", 0))
+    assert errno_of(v.set_cr4, CR4_PKE) == "EINVAL"
+    v2 = vcpu()
+    v2.set_cpuid(guest())
+    assert errno_of(v2.set_cr4, CR4_PKE) is None
+
+
+# -- SGX XFRM -------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kernel,adjusted", [("5.12", False), ("5.13", True), ("6.3", True), ("6.4", False), ("6.18", False)])
+def test_sgx_xfrm_trimmed_513_to_63_then_stored_verbatim(kernel, adjusted):
+    t = guest().with_entry(CpuidEntry(0x12, 1, 1, eax=0x36, ebx=0, ecx=0xFFFFFFFC, edx=0xFFFFFFFF))
+    v = vcpu(kernel)
+    v.set_cpuid(t)
+    e = v.get_cpuid().get(0x12, 1)
+    if adjusted:
+        gsx = v.derived.guest_supported_xcr0
+        assert e.ecx == (0xFFFFFFFC & gsx) | 0b11 and e.edx == 0xFFFFFFFF & (gsx >> 32)
+    else:
+        assert (e.ecx, e.edx) == (0xFFFFFFFC, 0xFFFFFFFF)
+
+
+# -- check() and the selftests --------------------------------------------------------------------
+
+def test_check_reports_verdict_stored_ownership_and_derived():
+    out = check(guest().set_field("0x80000008.0.eax[15:8]", 50), host=SPR)
+    assert out.verdict == "rejected" and out.errno == "EINVAL"
+    d = out.as_dict()
+    assert d["rule"] == "vaddr_width_values" and "kvm_check_cpuid" in d["source"]
+    ok = check(guest(), host=SPR, state={"cr4": CR4_OSXSAVE, "xcr0": 7})
+    owners = {f["name"]: f for f in ok.as_dict()["fields"]}
+    assert owners["osxsave"]["owner"] == "runtime" and owners["osxsave"]["value"] == 1
+    assert owners["avx2"]["owner"] == "passthrough"
+    assert ok.derived["guest_supported_xcr0"] & 0x7 == 0x7
+
+
+def test_get_cpuid2_with_too_small_buffer():
+    v = vcpu()
+    v.set_cpuid(guest())
+    n = len(v.get_cpuid())
+    assert errno_of(v.get_cpuid, n - 1) == "E2BIG"
+    assert len(v.get_cpuid(n)) == n
