@@ -85,13 +85,25 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+# Modules that add subcommands: each has ``register(subparsers)`` and is imported only to build the parser.
+SUBCOMMAND_MODULES = (
+    "cpuidkit.kvm.cli",  # check, live
+    "cpuidkit.guest_cli",  # xcr0, migrate
+    "cpuidkit.lint_cli",  # lint
+)
+
+
 def _register_more(sub) -> None:
-    """Subcommands that live in other modules register themselves here (lazily imported)."""
-    try:
-        from .kvm import cli as kvm_cli
-    except ImportError:
-        return
-    kvm_cli.register(sub)
+    import importlib
+
+    for name in SUBCOMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as e:
+            if e.name == name:
+                continue  # not there yet
+            raise
+        module.register(sub)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

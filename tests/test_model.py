@@ -267,3 +267,77 @@ def test_get_cpuid2_with_too_small_buffer():
     n = len(v.get_cpuid())
     assert errno_of(v.get_cpuid, n - 1) == "E2BIG"
     assert len(v.get_cpuid(n)) == n
+
+
+# -- more rules at the edges of their ranges --------------------------------------------------
+
+KVM_LEAVES = [
+    CpuidEntry(0x40000000, eax=0x40000001, ebx=0x4B4D564B, ecx=0x564B4D56, edx=0x4D),
+    CpuidEntry(0x40000001, eax=0xFFFF),
+]
+
+
+@pytest.mark.parametrize("kernel,first_set_clears", [("5.15", True), ("5.17", False), ("6.8", False), ("6.9", True), ("6.18", True)])
+def test_pv_unhalt_first_set(kernel, first_set_clears):
+    # 5.17-6.8 looked the PV leaf up through the *previous* table's base (4736d85f0d18 fixed it in 6.9)
+    t = CpuidTable(list(guest()) + KVM_LEAVES)
+    v = vcpu(kernel)
+    v.disable_hlt_exits()
+    v.set_cpuid(t)
+    assert (v.get_cpuid().get(0x40000001).eax >> 7 & 1 == 0) == first_set_clears
+    v.set_cpuid(t)  # the second SET knows the base in every version
+    assert v.get_cpuid().get(0x40000001).eax >> 7 & 1 == 0
+
+
+@pytest.mark.parametrize("kernel,allowed", [("6.13", True), ("6.14", False), ("6.18", False)])
+def test_disable_hlt_exits_after_vcpu_creation(kernel, allowed):
+    v = vcpu(kernel)
+    v.set_cpuid(guest())
+    assert errno_of(v.disable_hlt_exits) == (None if allowed else "EINVAL")
+
+
+@pytest.mark.parametrize("kernel,noop", [("6.12", False), ("6.13", True)])
+def test_unchanged_apic_base_write(kernel, noop):
+    v = vcpu(kernel)
+    v.set_cpuid(guest().set_field("0x80000008.0.eax[7:0]", 20))  # 0xfee00000 is now above MAXPHYADDR
+    assert errno_of(v.set_msr, MSR_IA32_APICBASE, v.get_msr(MSR_IA32_APICBASE)) == (None if noop else "EINVAL")
+    assert errno_of(v.set_msr, MSR_IA32_APICBASE, 0xFEE00100) == "EINVAL"
+
+
+@pytest.mark.parametrize("kernel,unconditional", [("6.13", False), ("6.14", True)])
+def test_osxsave_follows_cr4_even_without_host_xsave_from_614(kernel, unconditional):
+    # without host XSAVE, <= 6.13 never touched 1.ECX.OSXSAVE: userspace's 1 survived;
+    # 6.14 made the update unconditional, so it follows CR4.OSXSAVE (0 at reset)
+    old = HostProfile.builtin("sapphire-rapids")
+    no_xsave = HostProfile.from_table(old.cpuid.set_field("xsave", 0), name="no-xsave")
+    v = vcpu(kernel, host=no_xsave)
+    v.set_cpuid(guest().set_field("osxsave", 1))
+    assert v.get_cpuid().get_field("osxsave") == (0 if unconditional else 1)
+    assert errno_of(v.set_cr4, CR4_OSXSAVE) == "EINVAL"  # KVM's caps lack XSAVE: the bit is reserved
+
+
+@pytest.mark.parametrize("kernel,aligned", [("5.16", False), ("5.17", True)])
+def test_compacted_size_alignment_from_517(kernel, aligned):
+    # AMX TILEDATA (0xD.18 ECX[1]) is 64-byte aligned in compacted form on SPR
+    v = vcpu(kernel)
+    v.grant_xfeature_permission(1 << 18)
+    v.set_cpuid(SPR.cpuid)
+    v.set_cr4(CR4_OSXSAVE)
+    v.set_xcr0(0x602E7)
+    from cpuidkit.xsave import compacted_size
+
+    want = compacted_size(SPR.xsave_components, 0x602E7, honour_alignment=aligned)
+    assert v.get_cpuid().get(0xD, 1).ebx == want
+    assert compacted_size(SPR.xsave_components, 0x602E7, honour_alignment=True) != compacted_size(
+        SPR.xsave_components, 0x602E7, honour_alignment=False) or not aligned
+
+
+@pytest.mark.parametrize("kernel,lam_rule", [("6.7", False), ("6.8", True)])
+def test_cr4_lam_sup_rule_from_68(kernel, lam_rule):
+    v = vcpu(kernel)
+    v.set_cpuid(guest().set_field("0x7.1.eax[26]", 0))
+    lam = 1 << 28
+    # before 6.8 KVM does not know CR4.LAM_SUP at all (reserved); from 6.8 it is reserved without LAM
+    assert errno_of(v.set_cr4, lam) == "EINVAL"
+    assert bool(v.derived.cr4_reserved_bits & lam)
+    assert ("LAM_SUP<-LAM" in v.kernel_profile.value("cr4_reserved_from_cpuid")) == lam_rule

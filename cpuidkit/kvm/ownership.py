@@ -111,3 +111,74 @@ def ownership(vcpu: "SimulatedVcpu", table: CpuidTable | None = None) -> list[Ow
 def value_of(table: CpuidTable, f: Field, subleaf: int) -> int | None:
     e = table.get(f.leaf, subleaf)
     return None if e is None else extract_bits(e.reg(f.register), f.hi, f.lo)
+
+
+# -- the catalog's owner column -----------------------------------------------------------------
+
+REFERENCE = {"kernel": "6.18", "vendor": "vmx", "host": "sapphire-rapids"}
+CATALOG_OWNERS = ("runtime", "checked", "derived", "passthrough")
+
+
+def classify_field(f: Field, kernel: str = REFERENCE["kernel"], vendor: str = REFERENCE["vendor"],
+                   host: str = REFERENCE["host"]) -> str:
+    """The catalog class of a field, found by experiment on the model (not by reading the rules):
+
+    ``runtime``  KVM overwrote the value userspace set, under some vCPU state;
+    ``checked``  some value makes KVM_SET_CPUID2 fail;
+    ``derived``  changing it changes state KVM derives (MAXPHYADDR, guest XCR0, CR4/EFER rules, PV base);
+    ``passthrough`` otherwise.
+    """
+    from ..table import CpuidEntry, CpuidTable, FieldRef
+    from .._errors import KvmError
+    from .host import HostProfile
+    from .interface import CR4_OSXSAVE, CR4_PKE, MSR_IA32_APICBASE, MSR_IA32_MISC_ENABLE
+    from .vcpu import SimulatedVcpu
+
+    h = HostProfile.resolve(host)
+    base = h.cpuid.set_field("0xd.0.eax[18]", 0).set_field("0xd.1.eax[3]", 1)
+    base = base.with_entry(CpuidEntry(0x40000000, eax=0x40000001, ebx=0x4B4D564B, ecx=0x564B4D56, edx=0x4D))
+    base = base.with_entry(CpuidEntry(0x40000001))
+    base = base.with_entry(CpuidEntry(0x12, 1, 1))
+    ones = (1 << f.width) - 1
+    samples = sorted({0, ones, 1 << (f.width - 1), ones >> 1, 0x30 & ones, 0x39 & ones})
+    refs = [FieldRef(f.leaf, sub, f.register, f.hi, f.lo) for sub in (f.sub_lo, f.sub_hi)]
+
+    def fresh(state: int) -> SimulatedVcpu:
+        v = SimulatedVcpu(kernel=kernel, vendor=vendor, host=h)
+        if state & 1:
+            v.disable_quirk("MISC_ENABLE_NO_MWAIT")
+            v.disable_hlt_exits()
+        return v
+
+    def poke(v: SimulatedVcpu, state: int) -> None:
+        if state & 2:
+            v.set_cr4(CR4_OSXSAVE | (CR4_PKE if v.derived.cr4_reserved_bits & CR4_PKE == 0 else 0))
+            v.set_xcr0(v.derived.guest_supported_xcr0 | 1)
+            v.set_msr(MSR_IA32_MISC_ENABLE, 1 << 18)
+            v.set_msr(MSR_IA32_APICBASE, 0xFEE00000)
+
+    checked = derived = False
+    for ref in refs:
+        derived_seen = set()
+        for val in samples:
+            t = base.set_field(ref, val)
+            for state in (0, 1, 2, 3):
+                v = fresh(state)
+                try:
+                    v.set_cpuid(t)
+                except KvmError:
+                    checked = True
+                    continue
+                try:
+                    poke(v, state)
+                except KvmError:
+                    pass
+                got = v.get_cpuid().get_field(ref)
+                if got != val:
+                    return "runtime"
+                d = v.derived
+                derived_seen.add((d.maxphyaddr, d.guest_supported_xcr0, d.cr4_reserved_bits, d.efer_allowed, d.kvm_pv_base))
+        derived |= len(derived_seen) > 1
+    if checked:
+        return "checked"
+    return "derived" if derived else "passthrough"

@@ -112,11 +112,15 @@ def guest_supported_xcr0(entries: list[CpuidEntry] | CpuidTable, supported_xcr0:
     return (e.eax | e.edx << 32) & supported_xcr0
 
 
-def apply_pv_unhalt(entries: list[CpuidEntry], state: VcpuState) -> list[CpuidEntry]:
-    """Clear KVM_FEATURE_PV_UNHALT when HLT exits are disabled (``kvm_apply_cpuid_pv_features_quirk`` in 6.14+)."""
+def apply_pv_unhalt(entries: list[CpuidEntry], state: VcpuState, base: int | None = -1) -> list[CpuidEntry]:
+    """Clear KVM_FEATURE_PV_UNHALT when HLT exits are disabled (``kvm_apply_cpuid_pv_features_quirk`` in 6.14+).
+
+    ``base`` is the KVM leaf base to use; the default scans ``entries`` for the signature.
+    """
     if not state.hlt_exits_disabled:
         return entries
-    base = kvm_pv_base(entries)
+    if base == -1:
+        base = kvm_pv_base(entries)
     if base is None:
         return entries
     pos = _find(entries, base | 1, None)
@@ -127,9 +131,14 @@ def apply_pv_unhalt(entries: list[CpuidEntry], state: VcpuState) -> list[CpuidEn
 
 
 def apply_runtime(
-    entries: list[CpuidEntry], state: VcpuState, kernel: KernelProfile, host: HostProfile, vendor: str
+    entries: list[CpuidEntry], state: VcpuState, kernel: KernelProfile, host: HostProfile, vendor: str,
+    current_pv_base: int | None = None,
 ) -> list[CpuidEntry]:
-    """The runtime update on a list of entries (returns the same list, changed in place)."""
+    """The runtime update on a list of entries (returns the same list, changed in place).
+
+    ``current_pv_base`` is the KVM leaf base of the table the vCPU holds now
+    (``vcpu->arch.kvm_cpuid.base``), which 5.17–6.8 used even for incoming entries.
+    """
     unconditional = kernel.flag("osxsave_ospke_unconditional")
     pos = _find(entries, 1, None)
     if pos is not None:
@@ -153,7 +162,14 @@ def apply_runtime(
         size = compacted_size(comps, mask, honour_alignment=kernel.flag("xstate_compacted_alignment"))
         entries[pos] = entries[pos].replace(ebx=size)
     if kernel.flag("pv_unhalt_runtime"):
-        apply_pv_unhalt(entries, state)
+        lookup = kernel.value("kvm_pv_base_lookup")
+        if lookup == "fixed_0x40000001":
+            base: int | None = 0x40000000
+        elif kernel.flag("pv_unhalt_first_set_missed"):
+            base = current_pv_base  # the previous table's base: the first SET finds none
+        else:
+            base = -1  # scan the entries themselves
+        apply_pv_unhalt(entries, state, base)
     if kernel.flag("mwait_misc_enable_quirk") and "MISC_ENABLE_NO_MWAIT" in state.quirks_disabled:
         pos = _find(entries, 1, None)
         if pos is not None:

@@ -85,7 +85,8 @@ class SimulatedVcpu:
         self._vcpu_created = True
 
     def _runtime(self, entries: list[CpuidEntry]) -> list[CpuidEntry]:
-        entries = apply_runtime(entries, self.state, self.kernel_profile, self.host, self.vendor)
+        entries = apply_runtime(entries, self.state, self.kernel_profile, self.host, self.vendor,
+                                current_pv_base=self.derived.kvm_pv_base)
         return vendor_runtime(self.vendor, entries, self)
 
     def _trigger(self) -> None:
