@@ -99,10 +99,15 @@ class CpuidEntry:
 
     def with_reg(self, name: str, value: int) -> "CpuidEntry":
         self.reg(name)
-        return replace(self, **{name: value})
+        return self.replace(**{name: value})
 
     def replace(self, **changes: int) -> "CpuidEntry":
-        return replace(self, **changes)
+        for name, value in changes.items():
+            if name not in _FIELDS:
+                raise TypeError(f"CpuidEntry has no field {name!r}")
+            _check_u32(name, value)
+        vals = [changes.get(n, getattr(self, n)) for n in _FIELDS]
+        return CpuidEntry.trusted(*vals)
 
     def key(self) -> tuple[int, int]:
         return (self.function, self.index)

@@ -61,3 +61,36 @@ def test_decode_missing_file_and_bad_usage():
     assert r.returncode == 2 and "no such file" in r.stderr and "Traceback" not in r.stderr
     r = run("decode")
     assert r.returncode == 2 and "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("form", ["kvm-json", "cpuid-raw"])
+def test_decode_of_unseen_tables_gives_the_linux_names_of_the_set_bits(form, tmp_path):
+    """Random registers in leaves 1, 7 and 0x80000001, written as a file, decoded by the CLI:
+    exactly the Linux names (from Linux's kcpuid table, independent of our catalog) of the set bits."""
+    import contextlib
+    import io
+    import random
+
+    from cpuidkit import CpuidEntry, CpuidTable
+    from cpuidkit.cli import main
+    from cpuidkit.sources import dumps
+    from test_catalog import ORACLE_ALLOWANCE, ORACLE_LEAVES, _oracle_flags
+
+    oracle = _oracle_flags()
+    rng = random.Random(4242)
+    for n in range(60):
+        entries, expected = [], set()
+        for leaf in ORACLE_LEAVES:
+            regs = {r: rng.getrandbits(32) for r in ("eax", "ebx", "ecx", "edx")}
+            for l, r, b in ORACLE_ALLOWANCE:
+                if l == leaf:
+                    regs[r] &= ~(1 << b)
+            entries.append(CpuidEntry(leaf, 0, 1 if leaf == 7 else 0, **regs))
+            expected |= {name for (l, r, b), name in oracle.items() if l == leaf and regs[r] >> b & 1}
+        path = tmp_path / f"t{n}.txt"
+        path.write_text(dumps(CpuidTable(entries), form))
+        buf = io.StringIO()
+        with contextlib.redirect_stdout(buf):
+            assert main(["decode", str(path), "--format", "json"]) == 0
+        got = set(json.loads(buf.getvalue())["features"])
+        assert got == expected, (form, n, sorted(got ^ expected))

@@ -29,9 +29,9 @@ XFEATURE_MASK_XTILE_DATA = 1 << 18  # XFEATURE_MASK_USER_DYNAMIC
 XFEATURE_MASK_MPX = 0b11 << 3
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class HostProfile:
-    """A host for the model (see the module docstring)."""
+    """A host for the model (see the module docstring).  Compared and hashed by identity."""
 
     name: str
     cpuid: CpuidTable
@@ -65,17 +65,17 @@ class HostProfile:
         e = self.cpuid.get(0x80000008)
         return 48 if e is None else max(extract_bits(e.eax, 15, 8), 48)
 
-    @property
+    @functools.cached_property
     def has_xsave(self) -> bool:
         e = self.cpuid.get(1)
         return bool(e and e.ecx >> 26 & 1)
 
-    @property
+    @functools.cached_property
     def has_pku(self) -> bool:
         e = self.cpuid.get(7, 0)
         return bool(e and e.ecx >> 3 & 1)
 
-    @property
+    @functools.cached_property
     def xsave_components(self) -> dict[int, XsaveComponent]:
         return components_of(self.cpuid)
 
@@ -105,6 +105,19 @@ class HostProfile:
         if vendor == "svm":
             mask &= ~XFEATURE_MASK_MPX
         return mask
+
+    def supported_cpuid(self, xfeature_perm: int | None = None) -> CpuidTable:
+        """KVM_GET_SUPPORTED_CPUID: measured where known; else the host's CPUID with AMX filtered
+        out of 0xD.0 unless TILEDATA is permitted (``kvm_get_filtered_xcr0``: without TILEDATA,
+        TILECFG is hidden too, since XCR0 may not hold one without the other)."""
+        if self.supported is not None:
+            return self.supported
+        perm = self.default_guest_perm() if xfeature_perm is None else xfeature_perm
+        t = self.cpuid
+        e = t.get(0xD, 0)
+        if e is not None and e.eax & XFEATURE_MASK_XTILE_DATA & ~perm:
+            t = t.set_field("0xd.0.eax[18]", 0).set_field("0xd.0.eax[17]", 0)
+        return t
 
     @property
     def supports_amx(self) -> bool:

@@ -96,6 +96,7 @@ class KernelProfile:
     def __init__(self, version: str | tuple[int, int] = DEFAULT_KERNEL):
         self.version = parse_version(version)
         self.name = _fmt(self.version)
+        self._cache: dict[str, Behaviour] = {}
 
     def __repr__(self) -> str:
         return f"KernelProfile({self.name!r})"
@@ -107,11 +108,15 @@ class KernelProfile:
         return hash(self.version)
 
     def behaviour(self, bid: str) -> Behaviour:
+        hit = self._cache.get(bid)
+        if hit is not None:
+            return hit
         rows = _behaviours().get(bid)
         if not rows:
             raise LookupFailed(f"no behaviour {bid!r} in data/kvm-behaviours.csv")
         for b in rows:
             if b.holds_for(self.version):
+                self._cache[bid] = b
                 return b
         raise LookupFailed(f"behaviour {bid!r} has no row for kernel {self.name}")
 

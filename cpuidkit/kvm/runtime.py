@@ -10,6 +10,7 @@ guest_supported_xcr0, CR4 reserved bits, EFER validity).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 from ..table import CpuidEntry, CpuidTable
@@ -94,10 +95,15 @@ def _set_bit(value: int, bit: int, on: bool) -> int:
 
 
 def kvm_pv_base(entries: list[CpuidEntry]) -> int | None:
-    """The KVM leaf base: the first 0x40000000 + n*0x100 entry carrying the KVM signature."""
-    for base in range(0x40000000, 0x40010000, 0x100):
-        pos = _find(entries, base, None)
-        if pos is not None and (entries[pos].ebx, entries[pos].ecx, entries[pos].edx) == KVM_SIGNATURE:
+    """The KVM leaf base: the lowest 0x40000000 + n*0x100 whose (first) entry carries the KVM signature."""
+    first: dict[int, CpuidEntry] = {}
+    for e in entries:
+        fn = e.function
+        if 0x40000000 <= fn < 0x40010000 and not fn & 0xFF and fn not in first:
+            first[fn] = e
+    for base in sorted(first):
+        e = first[base]
+        if (e.ebx, e.ecx, e.edx) == KVM_SIGNATURE:
             return base
     return None
 
@@ -212,10 +218,11 @@ def _has(table: CpuidTable, leaf: int, sub: int, reg: str, bit: int) -> bool:
     return bool(e is not None and e.reg(reg) >> bit & 1)
 
 
-def cr4_reserved_bits(guest: CpuidTable, host: HostProfile, kernel: KernelProfile) -> int:
-    """CR4 bits KVM_SET_SREGS refuses: unknown to KVM, absent from KVM's caps, or absent from guest CPUID."""
+@functools.lru_cache(maxsize=256)
+def _cr4_global(host: HostProfile, kernel: KernelProfile) -> tuple[int, tuple[str, ...]]:
+    """KVM's global ``cr4_reserved_bits`` for a host (its caps), and the CPUID-dependent CR4 bits."""
     # "OSXSAVE<-XSAVE;SMEP<-SMEP;…": the CR4 bits whose legality follows a CPUID feature in this kernel
-    active = {tok.split("<-")[0].strip() for tok in kernel.value("cr4_reserved_from_cpuid").split(";") if tok.strip()}
+    active = tuple(tok.split("<-")[0].strip() for tok in kernel.value("cr4_reserved_from_cpuid").split(";") if tok.strip())
     known = set(_CR4_KNOWN)
     if "LAM_SUP" in active:
         known.add("LAM_SUP")
@@ -225,12 +232,17 @@ def cr4_reserved_bits(guest: CpuidTable, host: HostProfile, kernel: KernelProfil
     for name in known:
         reserved &= ~(1 << CR4[name])
     caps = host.supported if host.supported is not None else host.cpuid
-    for name, feats in CR4_FEATURES.items():
-        if name not in active:
-            continue
-        if not any(_has(caps, *f) for f in feats):
+    for name in active:
+        if not any(_has(caps, *f) for f in CR4_FEATURES[name]):
             reserved |= 1 << CR4[name]
-        if not any(_has(guest, *f) for f in feats):
+    return reserved, active
+
+
+def cr4_reserved_bits(guest: CpuidTable, host: HostProfile, kernel: KernelProfile) -> int:
+    """CR4 bits KVM_SET_SREGS refuses: unknown to KVM, absent from KVM's caps, or absent from guest CPUID."""
+    reserved, active = _cr4_global(host, kernel)
+    for name in active:
+        if not any(_has(guest, *f) for f in CR4_FEATURES[name]):
             reserved |= 1 << CR4[name]
     return reserved
 

@@ -9,6 +9,8 @@ same runtime rewrites.  Facts come from ``data/kvm-behaviours.csv`` through
 
 from __future__ import annotations
 
+import functools
+
 from ..table import CpuidEntry, CpuidTable
 from .._errors import InputError, KvmError
 from .host import XFEATURE_MASK_XTILE_DATA, HostProfile
@@ -44,6 +46,12 @@ XCR0_XTILE = 0b11 << 17
 XFEATURE_MASK_EXTEND = ~0b11 & ((1 << 64) - 1)
 
 
+@functools.lru_cache(maxsize=256)
+def _empty_derived(host: HostProfile, kernel: KernelProfile, vendor: str) -> Derived:
+    """What a fresh vCPU derives from its empty CPUID (MAXPHYADDR 36, no XCR0 beyond FP…)."""
+    return derive(CpuidTable(), host, kernel, vendor)
+
+
 class SimulatedVcpu:
     """The model behind the ``Vcpu`` interface (see ``cpuidkit.kvm.interface``)."""
 
@@ -61,7 +69,7 @@ class SimulatedVcpu:
         self.has_run = False
         self._vcpu_created = False
         self.xfeature_perm = self.host.default_guest_perm()
-        self.derived: Derived = derive(self._stored, self.host, self.kernel_profile, vendor)
+        self.derived: Derived = _empty_derived(self.host, self.kernel_profile, vendor)
         self.closed = False
 
     def __repr__(self) -> str:
@@ -182,13 +190,12 @@ class SimulatedVcpu:
         if k.value("sgx_xfrm_adjust") == "after_set":
             apply_sgx_xfrm_adjust(entries, self.host, self.vendor)
         stored = CpuidTable(entries)
-        self.derived = derive(stored, self.host, k, self.vendor)
         rewritten = vendor_after_set(self.vendor, stored, self)
         if rewritten is not None:
             # the vendor hook runs after KVM's runtime update; KVM's runtime fields are then
             # brought up to date on the rewritten table (e.g. 0xD.1 EBX once XSAVEC is forced on)
             stored = CpuidTable(self._runtime(list(rewritten)))
-            self.derived = derive(stored, self.host, k, self.vendor)
+        self.derived = derive(stored, self.host, k, self.vendor)
         self._stored = stored
         self._dirty = False
 

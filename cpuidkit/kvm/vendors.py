@@ -35,9 +35,25 @@ def _reg_key(function: int, index: int, reg: str) -> str:
     return f"{function:#x}.{index}.{reg}"
 
 
+_PARSED: dict[int, tuple[dict, dict]] = {}
+
+
+def _masks(rewrite: dict) -> dict[tuple[int, int], dict[str, tuple[int, int]]]:
+    """The measured registers keyed by (function, index) → {reg: (force1, force0)} (cached per rewrite)."""
+    cached = _PARSED.get(id(rewrite))
+    if cached is not None and cached[0] is rewrite:
+        return cached[1]
+    out: dict[tuple[int, int], dict[str, tuple[int, int]]] = {}
+    for key, m in rewrite.get("registers", {}).items():
+        fn, idx, reg = key.split(".")
+        out.setdefault((int(fn, 16), int(idx)), {})[reg] = (m["force1"], m["force0"])
+    _PARSED[id(rewrite)] = (rewrite, out)
+    return out
+
+
 def pvm_rewrite(table: CpuidTable, rewrite: dict) -> CpuidTable:
     """Apply a measured pvm rewrite: forced bits per register, dropped leaves, appended 0xD entries."""
-    regs = rewrite.get("registers", {})
+    masks = _masks(rewrite)
     dropped = set(rewrite.get("dropped", PVM_DROPPED))
     out: list[CpuidEntry] = []
     seen_first: set[tuple[int, int]] = set()
@@ -47,14 +63,11 @@ def pvm_rewrite(table: CpuidTable, rewrite: dict) -> CpuidTable:
         key = (e.function, e.index if e.flags & 1 else 0)
         first = key not in seen_first
         seen_first.add(key)
-        if first:
-            changes = {}
-            for r in ("eax", "ebx", "ecx", "edx"):
-                m = regs.get(_reg_key(e.function, e.index, r))
-                if m:
-                    changes[r] = (e.reg(r) | m["force1"]) & ~m["force0"] & 0xFFFFFFFF
-            if changes:
-                e = e.replace(**changes)
+        regs = masks.get((e.function, e.index)) if first else None
+        if regs:
+            vals = {r: (e.reg(r) | f1) & ~f0 & 0xFFFFFFFF for r, (f1, f0) in regs.items()}
+            e = CpuidEntry.trusted(e.function, e.index, e.flags, vals.get("eax", e.eax), vals.get("ebx", e.ebx),
+                                   vals.get("ecx", e.ecx), vals.get("edx", e.edx))
         out.append(e)
     has_leaf1 = any(e.function == 1 for e in out)
     if has_leaf1 and not any(e.function == 0xD for e in out):
@@ -90,8 +103,8 @@ def vendor_owns(vendor: str, host_rewrite: dict | None, function: int, index: in
     if function in PVM_DROPPED:
         return True
     if host_rewrite:
-        m = host_rewrite.get("registers", {}).get(_reg_key(function, index, reg))
-        return bool(m and (m["force1"] | m["force0"]) >> bit & 1)
+        m = _masks(host_rewrite).get((function, index), {}).get(reg)
+        return bool(m and (m[0] | m[1]) >> bit & 1)
     if function in PVM_OWNED_LEAVES:
         subs = PVM_OWNED_LEAVES[function]
         return subs is None or index in subs
