@@ -70,8 +70,11 @@ def pvm_rewrite(table: CpuidTable, rewrite: dict) -> CpuidTable:
                                    vals.get("ecx", e.ecx), vals.get("edx", e.edx))
         out.append(e)
     has_leaf1 = any(e.function == 1 for e in out)
-    if has_leaf1 and not any(e.function == 0xD for e in out):
-        out.extend(CpuidEntry(**a) for a in rewrite.get("appended", []))
+    appended = rewrite.get("appended", [])
+    # measured: the 0xD entries are appended only while the table as set, plus them, fits
+    # KVM_MAX_CPUID_ENTRIES (a 251-entry table got none, 248 after the drops); all or none
+    if has_leaf1 and not any(e.function == 0xD for e in out) and len(table) + len(appended) <= 256:
+        out.extend(CpuidEntry(**a) for a in appended)
     return CpuidTable(out)
 
 
