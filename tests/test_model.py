@@ -341,3 +341,21 @@ def test_cr4_lam_sup_rule_from_68(kernel, lam_rule):
     assert errno_of(v.set_cr4, lam) == "EINVAL"
     assert bool(v.derived.cr4_reserved_bits & lam)
     assert ("LAM_SUP<-LAM" in v.kernel_profile.value("cr4_reserved_from_cpuid")) == lam_rule
+
+
+@pytest.mark.parametrize("kernel,readback_ok", [("6.14", True), ("6.15", False), ("6.17", False), ("6.18", True)])
+def test_lazy_runtime_update_regression_615_to_618y(kernel, readback_ok):
+    # 93da6af3ae56 (6.15) made runtime updates lazy; until e2b43fb25243 (6.19, queued for 6.18.y) a
+    # post-run SET compared against a stale stored table: QEMU's vCPU re-plug failed with EINVAL
+    v = vcpu(kernel)
+    v.set_cpuid(guest())
+    v.run()
+    v.set_cr4(CR4_OSXSAVE)  # a trigger: 6.15+ only marks the table dirty
+    # what KVM_GET_CPUID2 would now return, built without calling it (a GET would flush the update)
+    incoming = v.stored.set_field("osxsave", 1)
+    assert errno_of(v.set_cpuid, incoming) == (None if readback_ok else "EINVAL")
+    if not readback_ok:
+        # the pending update was lost with the failed call: the stored table stays stale
+        assert v.get_cpuid().get_field("osxsave") == 0
+    else:
+        assert v.get_cpuid().get_field("osxsave") == 1

@@ -132,10 +132,16 @@ class SimulatedVcpu:
                 raise self._err("EINVAL", "post_run_set_cpuid",
                                 "KVM_SET_CPUID2 after KVM_RUN is always refused in this kernel", op)
             if policy == "identical":
-                if self._dirty and k.flag("set_cpuid_refreshes_current"):
+                stale = self._dirty and not k.flag("set_cpuid_refreshes_current")
+                if self._dirty and not stale:
                     self._refresh()
                 why = self._differs(incoming, compare_flags=k.flag("post_run_compare_flags"))
                 if why:
+                    if stale:
+                        # 6.15 until e2b43fb25243: the runtime update ran on the swapped-in copy and cleared
+                        # the dirty flag; the stale table is swapped back and stays stale (failed_set_keeps_old)
+                        self._dirty = False
+                        why += " (the stored table still held stale runtime bits: a pending update was not applied)"
                     raise self._err("EINVAL", "post_run_set_cpuid",
                                     f"the vCPU has run, and the new table is not identical to the stored one: {why}", op)
                 return  # identical: nothing changes, nothing is re-derived
