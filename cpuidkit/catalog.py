@@ -186,14 +186,22 @@ class Catalog:
     def decode(self, table: CpuidTable) -> list[FieldValue]:
         """Every catalog field present in ``table``, with its value (KVM lookup rules)."""
         out = []
+        present = set(table.functions())
+        entries: dict[tuple[int, int], object] = {}
         for f in self.fields:
+            if f.leaf not in present:
+                continue
+            ranged = f.sub_lo != f.sub_hi
             for sub in f.subleaves:
-                e = table.get(f.leaf, sub)
+                key = (f.leaf, sub)
+                e = entries.get(key, False)
+                if e is False:
+                    e = entries[key] = table.get(f.leaf, sub)
                 if e is None:
                     continue
-                if f.sub_lo != f.sub_hi and e.index != sub:
+                if ranged and e.index != sub:
                     continue  # a ranged field only decodes entries really present for that subleaf
-                out.append(FieldValue(f, sub, extract_bits(e.reg(f.register), f.hi, f.lo)))
+                out.append(FieldValue(f, sub, (getattr(e, f.register) >> f.lo) & ((1 << (f.hi - f.lo + 1)) - 1)))
         return out
 
     def features(self, table: CpuidTable) -> list[str]:

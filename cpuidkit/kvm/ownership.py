@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING
 
 from ..catalog import Field, catalog
 from ..table import CpuidTable, extract_bits
-from .runtime import kvm_pv_base
-from .vendors import vendor_owns
+from .runtime import KVM_FEATURE_PV_UNHALT, kvm_pv_base
+from .vendors import vendor_mask
 
 if TYPE_CHECKING:  # pragma: no cover
     from .vcpu import SimulatedVcpu
@@ -52,32 +52,33 @@ class Ownership:
         }
 
 
-def runtime_driver(vcpu: "SimulatedVcpu", f: Field, subleaf: int, table: CpuidTable) -> str | None:
-    """The vCPU state that drives a runtime-owned field for this vCPU, or None."""
+def runtime_drivers(vcpu: "SimulatedVcpu", table: CpuidTable) -> dict[tuple, str]:
+    """Positions (leaf, subleaf, register, hi, lo) KVM rewrites at runtime for this vCPU → the state driving them."""
     k, host, state = vcpu.kernel_profile, vcpu.host, vcpu.state
     unconditional = k.flag("osxsave_ospke_unconditional")
-    pos = (f.leaf, subleaf, f.register, f.hi, f.lo)
-    if pos == (1, 0, "ecx", 27, 27) and (unconditional or host.has_xsave):
-        return "CR4.OSXSAVE"
-    if pos == (1, 0, "edx", 9, 9):
-        return "IA32_APIC_BASE.EN"
-    if pos == (7, 0, "ecx", 4, 4) and (unconditional or host.has_pku):
-        return "CR4.PKE"
-    if pos == (1, 0, "ecx", 3, 3) and "MISC_ENABLE_NO_MWAIT" in state.quirks_disabled:
-        return "IA32_MISC_ENABLE.MWAIT (quirk MISC_ENABLE_NO_MWAIT disabled)"
-    if f.leaf == 0xD and subleaf == 0 and f.register == "ebx":
-        return "XCR0"
-    if f.leaf == 0xD and subleaf == 1 and f.register == "ebx":
-        e = table.get(0xD, 1)
-        if e is not None and e.eax & 0b1010:
-            return "XCR0 | IA32_XSS" if k.flag("xss_in_0xd1_ebx") else "XCR0"
-    if f.leaf == 0x12 and subleaf == 1 and f.register in ("ecx", "edx") and k.value("sgx_xfrm_adjust") != "none":
-        return "0xD.0 (guest supported XCR0), FP|SSE forced"
-    if f.linux_define == "KVM_FEATURE_PV_UNHALT" and state.hlt_exits_disabled:
+    out: dict[tuple, str] = {(1, 0, "edx", 9, 9): "IA32_APIC_BASE.EN", (0xD, 0, "ebx", 31, 0): "XCR0"}
+    if unconditional or host.has_xsave:
+        out[(1, 0, "ecx", 27, 27)] = "CR4.OSXSAVE"
+    if unconditional or host.has_pku:
+        out[(7, 0, "ecx", 4, 4)] = "CR4.PKE"
+    if "MISC_ENABLE_NO_MWAIT" in state.quirks_disabled:
+        out[(1, 0, "ecx", 3, 3)] = "IA32_MISC_ENABLE.MWAIT (quirk MISC_ENABLE_NO_MWAIT disabled)"
+    e = table.get(0xD, 1)
+    if e is not None and e.eax & 0b1010:
+        out[(0xD, 1, "ebx", 31, 0)] = "XCR0 | IA32_XSS" if k.flag("xss_in_0xd1_ebx") else "XCR0"
+    if k.value("sgx_xfrm_adjust") != "none":
+        for reg in ("ecx", "edx"):
+            out[(0x12, 1, reg, 31, 0)] = "0xD.0 (guest supported XCR0), FP|SSE forced"
+    if state.hlt_exits_disabled:
         base = kvm_pv_base(list(table))
-        if base is not None and base | 1 == f.leaf:
-            return "HLT exits disabled (KVM_CAP_X86_DISABLE_EXITS)"
-    return None
+        if base is not None:
+            out[(base | 1, 0, "eax", KVM_FEATURE_PV_UNHALT, KVM_FEATURE_PV_UNHALT)] = "HLT exits disabled (KVM_CAP_X86_DISABLE_EXITS)"
+    return out
+
+
+def runtime_driver(vcpu: "SimulatedVcpu", f: Field, subleaf: int, table: CpuidTable) -> str | None:
+    """The vCPU state that drives a runtime-owned field for this vCPU, or None."""
+    return runtime_drivers(vcpu, table).get((f.leaf, subleaf, f.register, f.hi, f.lo))
 
 
 def _not_virtualized(vcpu: "SimulatedVcpu", f: Field, subleaf: int, value: int) -> bool:
@@ -91,19 +92,26 @@ def _not_virtualized(vcpu: "SimulatedVcpu", f: Field, subleaf: int, value: int) 
 def ownership(vcpu: "SimulatedVcpu", table: CpuidTable | None = None) -> list[Ownership]:
     """Ownership of every catalog field present in the vCPU's stored table."""
     table = vcpu.get_cpuid() if table is None else table
-    out = []
+    drivers = runtime_drivers(vcpu, table)
     rewrite = vcpu.host.vendor_rewrite
+    vmasks: dict[tuple[int, int, str], int] = {}
+    out = []
     for fv in catalog().decode(table):
         f = fv.field
-        driver = runtime_driver(vcpu, f, fv.subleaf, table)
+        driver = drivers.get((f.leaf, fv.subleaf, f.register, f.hi, f.lo))
         if driver:
             owner = "runtime"
-        elif any(vendor_owns(vcpu.vendor, rewrite, f.leaf, fv.subleaf, f.register, b) for b in range(f.lo, f.hi + 1)):
-            owner, driver = "vendor", f"{vcpu.vendor} module"
-        elif _not_virtualized(vcpu, f, fv.subleaf, fv.value):
-            owner = "not-virtualized"
         else:
-            owner = "passthrough"
+            key = (f.leaf, fv.subleaf, f.register)
+            vm = vmasks.get(key)
+            if vm is None:
+                vm = vmasks[key] = vendor_mask(vcpu.vendor, rewrite, *key)
+            if vm & f.mask:
+                owner, driver = "vendor", f"{vcpu.vendor} module"
+            elif _not_virtualized(vcpu, f, fv.subleaf, fv.value):
+                owner = "not-virtualized"
+            else:
+                owner = "passthrough"
         out.append(Ownership(f, fv.subleaf, fv.value, owner, driver))
     return out
 

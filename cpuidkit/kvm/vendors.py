@@ -31,10 +31,6 @@ PVM_OWNED_LEAVES = {1: None, 7: (0, 1), 0xD: None}
 PVM_DROPPED = (0x1D, 0x1E, 0x24)
 
 
-def _reg_key(function: int, index: int, reg: str) -> str:
-    return f"{function:#x}.{index}.{reg}"
-
-
 _PARSED: dict[int, tuple[dict, dict]] = {}
 
 
@@ -99,19 +95,24 @@ def vendor_cr4_valid(vendor: str, value: int, vcpu: "SimulatedVcpu") -> bool | N
     return not value & ~int(mask)
 
 
-def vendor_owns(vendor: str, host_rewrite: dict | None, function: int, index: int, reg: str, bit: int) -> bool:
-    """Whether the vendor module decides this bit (measured where possible)."""
+def vendor_mask(vendor: str, host_rewrite: dict | None, function: int, index: int, reg: str) -> int:
+    """The bits of a register the vendor module decides (measured where possible)."""
     if vendor != "pvm":
-        return False
-    if function in PVM_DROPPED:
-        return True
+        return 0
+    if function in (host_rewrite or {}).get("dropped", PVM_DROPPED):
+        return 0xFFFFFFFF
     if host_rewrite:
         m = _masks(host_rewrite).get((function, index), {}).get(reg)
-        return bool(m and (m[0] | m[1]) >> bit & 1)
+        return (m[0] | m[1]) if m else 0
     if function in PVM_OWNED_LEAVES:
         subs = PVM_OWNED_LEAVES[function]
-        return subs is None or index in subs
-    return False
+        return 0xFFFFFFFF if subs is None or index in subs else 0
+    return 0
+
+
+def vendor_owns(vendor: str, host_rewrite: dict | None, function: int, index: int, reg: str, bit: int) -> bool:
+    """Whether the vendor module decides this bit."""
+    return bool(vendor_mask(vendor, host_rewrite, function, index, reg) >> bit & 1)
 
 
 def vendor_runtime(vendor: str, entries: list[CpuidEntry], vcpu: "SimulatedVcpu") -> list[CpuidEntry]:
