@@ -11,11 +11,12 @@ PYTEST_ARGS ?=
 # JupyterLab bound to loopback only, with Jupyter's normal token (never disabled).
 LAB_CMD = $(BIN)/jupyter lab --ServerApp.ip=127.0.0.1 --ServerApp.root_dir=notebooks
 
-.PHONY: lab test setup-notebooks setup-test system-deps clean help
+.PHONY: lab test bench setup-notebooks setup-test system-deps clean help
 
 help:
 	@echo "make lab    - set up and open JupyterLab on notebooks/ (no /dev/kvm needed)"
 	@echo "make test   - set up and run every test"
+	@echo "make bench  - measure every speed figure (writes bench/results.json)"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -54,6 +55,10 @@ lab: setup-notebooks
 
 test: setup-test system-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Every speed figure against its goal; writes bench/results.json (benchmarks never fail the build).
+bench: setup-test
+	$(BIN)/python bench/run_all.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache
