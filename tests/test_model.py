@@ -359,3 +359,66 @@ def test_lazy_runtime_update_regression_615_to_618y(kernel, readback_ok):
         assert v.get_cpuid().get_field("osxsave") == 0
     else:
         assert v.get_cpuid().get_field("osxsave") == 1
+
+
+@pytest.mark.parametrize("kernel,osxsave_ok", [("6.13", True), ("6.14", False)])
+def test_cr4_before_the_first_set_cpuid(kernel, osxsave_ok):
+    # before 6.14 cr4_guest_rsvd_bits stayed 0 until KVM_SET_CPUID2; 6.14's kvm_arch_vcpu_create
+    # derives it from the empty table, so every CPUID-dependent CR4 bit is reserved until CPUID is set
+    v = vcpu(kernel)
+    assert errno_of(v.set_cr4, CR4_OSXSAVE) == (None if osxsave_ok else "EINVAL")
+    v2 = vcpu(kernel)
+    v2.set_cpuid(guest())
+    assert errno_of(v2.set_cr4, CR4_OSXSAVE) is None
+
+
+@pytest.mark.parametrize("kernel,installed", [("5.8", True), ("5.9", False)])
+def test_failed_set_before_59_installs_the_new_table(kernel, installed):
+    # before Xiaoyao Li's kvm_check_cpuid() (5.9) the width was checked after the entries were installed
+    small = CpuidTable(e for e in guest() if e.function in (0, 1, 6, 0x80000000, 0x80000008))  # < 80 entries
+    v = vcpu(kernel)
+    v.set_cpuid(small)
+    bad = small.set_field("0x80000008.0.eax[15:8]", 50).set_field("0x6.0.eax[0]", 1)
+    assert errno_of(v.set_cpuid, bad) == "EINVAL"
+    assert (v.get_cpuid().get_field("0x80000008.0.eax[15:8]") == 50) == installed
+
+
+@pytest.mark.parametrize("kernel,found", [("5.15", False), ("5.16", True)])
+def test_kvm_leaves_behind_hyperv_leaves(kernel, found):
+    # 5.16's signature scan finds KVM's leaves at 0x40000100 (Hyper-V first); before, only 0x40000001 counted
+    from cpuidkit import CpuidEntry
+
+    hv = [CpuidEntry(0x40000000, eax=0x4000000A, ebx=0x7263694D, ecx=0x666F736F, edx=0x76482074),
+          CpuidEntry(0x40000001, eax=0x31237648)]
+    kvm = [CpuidEntry(0x40000100, eax=0x40000101, ebx=0x4B4D564B, ecx=0x564B4D56, edx=0x4D),
+           CpuidEntry(0x40000101, eax=0xFFFF)]
+    t = CpuidTable(list(guest()) + hv + kvm)
+    v = vcpu(kernel)
+    v.disable_hlt_exits()
+    v.set_cpuid(t)
+    v.set_cpuid(t)  # twice: 5.17-6.8 miss the first SET
+    assert (v.get_cpuid().get(0x40000101).eax >> 7 & 1 == 0) == found
+    assert v.get_cpuid().get(0x40000001).eax == 0x31237648  # Hyper-V's leaf is never touched
+
+
+@pytest.mark.parametrize("kernel,cet_known", [("6.17", False), ("6.18", True)])
+def test_cr4_cet_from_618(kernel, cet_known):
+    v = vcpu(kernel)
+    v.set_cpuid(guest().set_field("shstk", 1))
+    cet = 1 << 23
+    assert errno_of(v.set_cr4, cet) == (None if cet_known else "EINVAL")
+
+
+@pytest.mark.parametrize("kernel,pcid_rule", [("5.11", False), ("5.12", True)])
+def test_cr4_pcide_follows_pcid_from_512(kernel, pcid_rule):
+    v = vcpu(kernel)
+    v.set_cpuid(guest().set_field("pcid", 0))
+    assert bool(v.derived.cr4_reserved_bits & 1 << 17) == pcid_rule
+
+
+@pytest.mark.parametrize("kernel,autoibrs_checked", [("6.2", False), ("6.3", True)])
+def test_efer_autoibrs_from_63(kernel, autoibrs_checked):
+    v = vcpu(kernel, host=HostProfile.builtin("epyc-genoa"))
+    v.set_cpuid(HostProfile.builtin("epyc-genoa").cpuid.set_field("autoibrs", 0))
+    assert (not v.derived.efer_allowed >> 21 & 1) == autoibrs_checked
+    assert v.derived.efer_allowed >> 11 & 1  # NX allowed: the guest has NX

@@ -201,12 +201,21 @@ def check(table: CpuidTable, kernel: str = "6.18", vendor: str = "vmx", host: "H
             error = e
         _apply_state(v, s, errors)
     stored = v.get_cpuid()
+    fields = ownership(v, stored)
+    derived = v.derived.as_dict()
+    # 6.14+: KVM's checks see the guest's capabilities = CPUID ∩ what KVM supports (cpu_caps);
+    # before, most checks read the guest CPUID as set.  Known only where KVM's support is measured.
+    derived["capabilities"] = (
+        "guest CPUID ∩ KVM's capabilities (cpu_caps, 6.14+)" if v.kernel_profile.flag("cpu_caps_intersection")
+        else "guest CPUID as set (guest_cpuid_has, before 6.14)"
+    )
+    derived["not_virtualized"] = [o.field.name for o in fields if o.owner == "not-virtualized"]
     return Outcome(
         verdict="rejected" if error else "accepted",
         error=error,
         stored=stored,
-        fields=ownership(v, stored),
-        derived=v.derived.as_dict(),
+        fields=fields,
+        derived=derived,
         kernel=v.kernel,
         vendor=v.vendor,
         host=v.host.name,

@@ -247,11 +247,19 @@ def cr4_reserved_bits(guest: CpuidTable, host: HostProfile, kernel: KernelProfil
     return reserved
 
 
-def efer_allowed(guest: CpuidTable) -> int:
-    """EFER bits a guest WRMSR / KVM_SET_SREGS may set given guest CPUID (SCE always)."""
+def efer_allowed(guest: CpuidTable, kernel: KernelProfile | None = None) -> int:
+    """EFER bits a guest WRMSR may set given guest CPUID (``__kvm_valid_efer``; SCE always).
+
+    The EFER bits that need a CPUID feature come from the kernel's ``efer_checks`` row
+    (AUTOIBRS joins in 6.3); other EFER bits are KVM-global, not CPUID-dependent.
+    """
+    if kernel is not None:
+        checked = {tok.split("<-")[0].strip() for tok in kernel.value("efer_checks").split(";") if tok.strip()}
+    else:
+        checked = set(EFER_FEATURES)
     allowed = 1 << EFER["SCE"]
     for name, feat in EFER_FEATURES.items():
-        if _has(guest, *feat):
+        if name not in checked or _has(guest, *feat):
             allowed |= 1 << EFER[name]
     return allowed
 
@@ -278,13 +286,18 @@ class Derived:
         }
 
 
-def derive(table: CpuidTable, host: HostProfile, kernel: KernelProfile, vendor: str) -> Derived:
+def derive(table: CpuidTable, host: HostProfile, kernel: KernelProfile, vendor: str, *, before_set: bool = False) -> Derived:
+    """``kvm_vcpu_after_set_cpuid`` on ``table``; ``before_set``: a fresh vCPU that has had no KVM_SET_CPUID2."""
     mpa = query_maxphyaddr(table)
+    if before_set and kernel.value("cr4_before_set_cpuid") == "host_mask_only":
+        cr4 = _cr4_global(host, kernel)[0]  # cr4_guest_rsvd_bits stays 0 until the first SET (before 6.14)
+    else:
+        cr4 = cr4_reserved_bits(table, host, kernel)
     return Derived(
         maxphyaddr=mpa,
         reserved_gpa_bits=reserved_gpa_bits(mpa),
         guest_supported_xcr0=guest_supported_xcr0(table, host.kvm_supported_xcr0(vendor)),
-        cr4_reserved_bits=cr4_reserved_bits(table, host, kernel),
-        efer_allowed=efer_allowed(table),
+        cr4_reserved_bits=cr4,
+        efer_allowed=efer_allowed(table, kernel),
         kvm_pv_base=kvm_pv_base(list(table)),
     )

@@ -49,7 +49,7 @@ XFEATURE_MASK_EXTEND = ~0b11 & ((1 << 64) - 1)
 @functools.lru_cache(maxsize=256)
 def _empty_derived(host: HostProfile, kernel: KernelProfile, vendor: str) -> Derived:
     """What a fresh vCPU derives from its empty CPUID (MAXPHYADDR 36, no XCR0 beyond FP…)."""
-    return derive(CpuidTable(), host, kernel, vendor)
+    return derive(CpuidTable(), host, kernel, vendor, before_set=True)
 
 
 class SimulatedVcpu:
