@@ -318,18 +318,26 @@ def test_osxsave_follows_cr4_even_without_host_xsave_from_614(kernel, unconditio
 
 @pytest.mark.parametrize("kernel,aligned", [("5.16", False), ("5.17", True)])
 def test_compacted_size_alignment_from_517(kernel, aligned):
-    # AMX TILEDATA (0xD.18 ECX[1]) is 64-byte aligned in compacted form on SPR
-    v = vcpu(kernel)
-    v.grant_xfeature_permission(1 << 18)
-    v.set_cpuid(SPR.cpuid)
-    v.set_cr4(CR4_OSXSAVE)
-    v.set_xcr0(0x602E7)
+    # cc04b6a21d43 (5.17) made xstate_required_size() honour 0xD.i ECX[1] (64-byte alignment in compacted
+    # form).  On real CPUs only AMX components carry the flag, and 5.16 cannot enable AMX at all, so the
+    # old arithmetic is checked on the runtime rule itself with AMX forced into XCR0.
+    from cpuidkit.kvm.runtime import VcpuState, apply_runtime
+    from cpuidkit.kvm.kernels import kernel_profile
     from cpuidkit.xsave import compacted_size
 
-    want = compacted_size(SPR.xsave_components, 0x602E7, honour_alignment=aligned)
-    assert v.get_cpuid().get(0xD, 1).ebx == want
+    e = SPR.cpuid.get(0xD, 1)
+    entries = [e.replace(eax=e.eax | 0b1010)]
+    apply_runtime(entries, VcpuState(xcr0=0x602E7), kernel_profile(kernel), SPR, "vmx")
+    assert entries[0].ebx == compacted_size(SPR.xsave_components, 0x602E7, honour_alignment=aligned)
     assert compacted_size(SPR.xsave_components, 0x602E7, honour_alignment=True) != compacted_size(
-        SPR.xsave_components, 0x602E7, honour_alignment=False) or not aligned
+        SPR.xsave_components, 0x602E7, honour_alignment=False)
+    if aligned:  # and through the real path: XSETBV of AMX, then KVM_GET_CPUID2
+        v = vcpu(kernel)
+        v.grant_xfeature_permission(1 << 18)
+        v.set_cpuid(SPR.cpuid)
+        v.set_cr4(CR4_OSXSAVE)
+        v.set_xcr0(0x602E7)
+        assert v.get_cpuid().get(0xD, 1).ebx == entries[0].ebx
 
 
 @pytest.mark.parametrize("kernel,lam_rule", [("6.7", False), ("6.8", True)])
@@ -422,3 +430,14 @@ def test_efer_autoibrs_from_63(kernel, autoibrs_checked):
     v.set_cpuid(HostProfile.builtin("epyc-genoa").cpuid.set_field("autoibrs", 0))
     assert (not v.derived.efer_allowed >> 21 & 1) == autoibrs_checked
     assert v.derived.efer_allowed >> 11 & 1  # NX allowed: the guest has NX
+
+
+@pytest.mark.parametrize("kernel,amx", [("5.16", False), ("5.17", True)])
+def test_amx_joins_kvm_supported_xcr0_in_517(kernel, amx):
+    # KVM_SUPPORTED_XCR0 gains XFEATURE_MASK_XTILE in 5.17 (supported_xcr0_mask)
+    v = vcpu(kernel)
+    v.grant_xfeature_permission(1 << 18)
+    v.set_cpuid(SPR.cpuid)
+    v.set_cr4(CR4_OSXSAVE)
+    assert bool(v.derived.guest_supported_xcr0 & 0x60000) == amx
+    assert errno_of(v.set_xcr0, 0x60007) == (None if amx else "EINVAL")

@@ -90,8 +90,14 @@ class HostProfile:
         e = self.cpuid.get(0xD, 1)
         return 0 if e is None else e.ecx | e.edx << 32
 
-    def kvm_supported_xcr0(self, vendor: str = "vmx") -> int:
-        """``kvm_caps.supported_xcr0``: host XCR0 ∩ KVM_SUPPORTED_XCR0 (no MPX on SVM)."""
+    def kvm_supported_xcr0(self, vendor: str = "vmx", kernel=None) -> int:
+        """``kvm_caps.supported_xcr0``: host XCR0 ∩ KVM_SUPPORTED_XCR0 (no MPX on SVM).
+
+        With a :class:`~cpuidkit.kvm.kernels.KernelProfile`, the kernel's own
+        KVM_SUPPORTED_XCR0 applies (AMX only from 5.17: ``supported_xcr0_mask``).
+        """
+        if kernel is not None:
+            return self.kvm_supported_xcr0(vendor) & int(kernel.value("supported_xcr0_mask"), 0)
         if self.supported_xcr0 is not None:
             return self.supported_xcr0
         if self.supported is not None:

@@ -182,16 +182,17 @@ def apply_runtime(
             e = entries[pos]
             entries[pos] = e.replace(ecx=_set_bit(e.ecx, 3, bool(state.misc_enable & MISC_ENABLE_MWAIT)))
     if kernel.value("sgx_xfrm_adjust") == "runtime":
-        apply_sgx_xfrm_adjust(entries, host, vendor)
+        apply_sgx_xfrm_adjust(entries, host, vendor, kernel)
     return entries
 
 
-def apply_sgx_xfrm_adjust(entries: list[CpuidEntry], host: HostProfile, vendor: str) -> list[CpuidEntry]:
+def apply_sgx_xfrm_adjust(entries: list[CpuidEntry], host: HostProfile, vendor: str,
+                          kernel: KernelProfile | None = None) -> list[CpuidEntry]:
     """5.13–6.3: 0x12.1 ECX/EDX := (ECX/EDX ∩ guest supported XCR0) | FP | SSE."""
     pos = _find(entries, 0x12, 1)
     if pos is None:
         return entries
-    gsx = guest_supported_xcr0(entries, host.kvm_supported_xcr0(vendor))
+    gsx = guest_supported_xcr0(entries, host.kvm_supported_xcr0(vendor, kernel))
     e = entries[pos]
     entries[pos] = e.replace(ecx=(e.ecx & gsx & 0xFFFFFFFF) | 0b11, edx=e.edx & (gsx >> 32))
     return entries
@@ -296,7 +297,7 @@ def derive(table: CpuidTable, host: HostProfile, kernel: KernelProfile, vendor: 
     return Derived(
         maxphyaddr=mpa,
         reserved_gpa_bits=reserved_gpa_bits(mpa),
-        guest_supported_xcr0=guest_supported_xcr0(table, host.kvm_supported_xcr0(vendor)),
+        guest_supported_xcr0=guest_supported_xcr0(table, host.kvm_supported_xcr0(vendor, kernel)),
         cr4_reserved_bits=cr4,
         efer_allowed=efer_allowed(table, kernel),
         kvm_pv_base=kvm_pv_base(list(table)),

@@ -194,7 +194,7 @@ class SimulatedVcpu:
     def _install(self, entries: list[CpuidEntry]) -> None:
         k = self.kernel_profile
         if k.value("sgx_xfrm_adjust") == "after_set":
-            apply_sgx_xfrm_adjust(entries, self.host, self.vendor)
+            apply_sgx_xfrm_adjust(entries, self.host, self.vendor, k)
         stored = CpuidTable(entries)
         rewritten = vendor_after_set(self.vendor, stored, self)
         if rewritten is not None:
