@@ -90,6 +90,7 @@ SUBCOMMAND_MODULES = (
     "cpuidkit.kvm.cli",  # check, live
     "cpuidkit.guest_cli",  # xcr0, migrate
     "cpuidkit.lint_cli",  # lint
+    "cpuidkit.review_cli",  # review, fleet
 )
 
 
