@@ -1,0 +1,389 @@
+"""The course's worked examples, as functions a notebook cell calls in one line.
+
+Each function runs the core (the model, the lint, the migration check) and
+returns plain rows or a small object with a Markdown view, so a cell stays
+short and a test can check the same answer the notebook shows.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .._errors import KvmError
+from ..kvm.host import HostProfile
+from ..kvm.interface import CR4_OSXSAVE, CR4_PKE, MSR_IA32_APICBASE
+from ..kvm.kernels import named_kernels, parse_version
+from ..kvm.vcpu import SimulatedVcpu
+from ..table import CpuidEntry, CpuidTable
+
+__all__ = [
+    "frame", "life_story", "rejection_scenarios", "post_run_across_kernels", "sgx_xfrm_across_kernels",
+    "shared_dumps_dir", "firecracker_fingerprints", "fingerprint_changes_frame", "predicted_matrix",
+    "example_template", "Review", "review", "pool_phys_bits", "migration_matrix", "kernels_in_order",
+]
+
+RUNTIME_NAMES = ("osxsave", "ospke", "apic", "monitor", "xsave_size_enabled", "xsaves_size_enabled")
+
+
+def frame(rows, columns=None):
+    """Rows (dicts) as a pandas DataFrame."""
+    import pandas as pd
+
+    return pd.DataFrame(list(rows), columns=columns)
+
+
+def kernels_in_order() -> list[str]:
+    """The named kernel profiles, oldest first."""
+    return sorted(named_kernels(), key=parse_version)
+
+
+# -- 04: a vCPU's life -------------------------------------------------------------------------
+
+
+def _fields(v: SimulatedVcpu) -> dict:
+    t = v.get_cpuid()
+    out = {}
+    for name in RUNTIME_NAMES:
+        try:
+            out[name] = t.get_field(name)
+        except KvmError:
+            out[name] = None
+    return out
+
+
+def default_life(table: CpuidTable, host: HostProfile, vendor: str) -> list[tuple[str, object]]:
+    """The events of a typical boot, as (label, function of the vCPU)."""
+    gsx = table.get(0xD, 0)
+    full = ((gsx.eax | gsx.edx << 32) if gsx else 1) & host.kvm_supported_xcr0(vendor) | 1
+    changed = table.set_field("0x6.0.eax[0]", 1 - (table.get_field("0x6.0.eax[0]") or 0))
+    return [
+        ("KVM_SET_CPUID2", lambda v: v.set_cpuid(table)),
+        ("CR4.OSXSAVE=1", lambda v: v.set_cr4(CR4_OSXSAVE)),
+        ("XSETBV 0x7", lambda v: v.set_xcr0(0x7)),
+        (f"XSETBV {full:#x}", lambda v: v.set_xcr0(full)),
+        ("CR4.PKE=1", lambda v: v.set_cr4(CR4_OSXSAVE | CR4_PKE)),
+        ("APIC disabled", lambda v: v.set_msr(MSR_IA32_APICBASE, 0xFEE00100)),
+        ("APIC enabled", lambda v: v.set_msr(MSR_IA32_APICBASE, 0xFEE00900)),
+        ("KVM_RUN", lambda v: v.run()),
+        ("re-SET read-back", lambda v: v.set_cpuid(v.get_cpuid())),
+        ("re-SET changed", lambda v: v.set_cpuid(changed)),
+        ("CR4=0 (reboot)", lambda v: v.set_cr4(0)),
+        ("XCR0=1", lambda v: v.set_xcr0(1)),
+    ]
+
+
+def life_story(host: "HostProfile | str | None" = "sapphire-rapids", kernel: str = "6.18", vendor: str = "vmx",
+               table: CpuidTable | None = None, events=None) -> list[dict]:
+    """Run a vCPU through ``events`` (default: :func:`default_life`) and record, after each,
+    what KVM_GET_CPUID2 shows for the runtime fields, and any error."""
+    h = HostProfile.resolve(host)
+    t = table if table is not None else h.supported_cpuid()
+    v = SimulatedVcpu(kernel=kernel, vendor=vendor, host=h)
+    story = [{"event": "vCPU created", "fields": {n: None for n in RUNTIME_NAMES}, "error": None}]
+    for label, step in events or default_life(t, h, vendor):
+        try:
+            step(v)
+            err = None
+        except KvmError as e:
+            err = f"{e.errno_name}: {e.explanation}"
+        story.append({"event": label, "fields": _fields(v), "error": err})
+    return story
+
+
+def story_rows(story: list[dict]) -> list[dict]:
+    """A life story flattened for a table."""
+    return [{"event": s["event"], **{k: "—" if v is None else v for k, v in s["fields"].items()},
+             "error": s["error"] or ""} for s in story]
+
+
+# -- 03: what KVM rejects ------------------------------------------------------------------------
+
+
+def _filler(n: int) -> list[CpuidEntry]:
+    return [CpuidEntry(0x40000100 + i) for i in range(max(n, 0))]
+
+
+def rejection_scenarios(host: "HostProfile | str | None" = "sapphire-rapids", kernel: str = "6.18",
+                        vendor: str = "vmx") -> list[dict]:
+    """The short list of what KVM_SET_CPUID2 refuses, and a few things people expect it to refuse.
+
+    Each row: the scenario, what KVM does (model), errno, rule, kernel source.
+    """
+    h = HostProfile.resolve(host)
+    base = h.supported_cpuid()
+    amx = base.set_field("0xd.0.eax[17]", 1).set_field("0xd.0.eax[18]", 1)
+    cases = [
+        ("257 entries", base.appended(*_filler(257 - len(base))), False),
+        ("256 entries", base.appended(*_filler(256 - len(base))), False),
+        ("linear width 50", base.set_field("virt_addr_bits", 50), False),
+        ("linear width 57 (no LA57 check)", base.set_field("virt_addr_bits", 57).set_field("la57", 0), False),
+        ("AMX TILEDATA without permission", amx, False),
+        ("re-SET a changed table after KVM_RUN", base.set_field("0x6.0.eax[0]", 1 - (base.get_field("0x6.0.eax[0]") or 0)), True),
+        ("re-SET the same table after KVM_RUN", base, True),
+        ("MAXPHYADDR 255", base.set_field("phys_addr_bits", 255), False),
+        ("a feature the host lacks (avx512_fp16 on, amx off)", base.set_field("avx512_fp16", 1), False),
+        ("duplicate leaf 6", base.appended(base.get(6).replace(eax=0)), False),
+        ("garbage flags on leaf 0", base.replace_at(0, base[0].replace(flags=0xFFFFFFFF)), False),
+        ("vendor string 'AuthenticAMD' on Intel", base.with_entry(base.get(0).replace(ebx=0x68747541, edx=0x69746E65,
+                                                                                     ecx=0x444D4163)), False),
+        ("empty table", CpuidTable(), False),
+    ]
+    rows = []
+    for name, table, after_run in cases:
+        v = SimulatedVcpu(kernel=kernel, vendor=vendor, host=h)
+        err = None
+        try:
+            if after_run:
+                v.set_cpuid(base)
+                v.run()
+            v.set_cpuid(table)
+        except KvmError as e:
+            err = e
+        rows.append({
+            "scenario": name, "entries": len(table), "verdict": "rejected" if err else "accepted",
+            "errno": err.errno_name if err else "", "rule": (err.rule or "") if err else "",
+            "source": (err.source or "") if err else "",
+        })
+    return rows
+
+
+# -- 08: kernel versions -----------------------------------------------------------------------------
+
+
+def post_run_across_kernels(host: "HostProfile | str | None" = "sapphire-rapids", vendor: str = "vmx") -> list[dict]:
+    """For each named kernel: KVM_SET_CPUID2 after KVM_RUN with the same table, with a changed one."""
+    h = HostProfile.resolve(host)
+    base = h.supported_cpuid()
+    changed = base.set_field("0x6.0.eax[0]", 1 - (base.get_field("0x6.0.eax[0]") or 0))
+    rows = []
+    for k in kernels_in_order():
+        out = {"kernel": k}
+        for label, table in (("same table", base), ("changed table", changed)):
+            v = SimulatedVcpu(kernel=k, vendor=vendor, host=h)
+            v.set_cpuid(base)
+            v.run()
+            try:
+                v.set_cpuid(table)
+                out[label] = "ok"
+            except KvmError as e:
+                out[label] = e.errno_name
+        out["rule"] = v.kernel_profile.value("post_run_set_cpuid")
+        out["source"] = v.kernel_profile.source("post_run_set_cpuid")
+        rows.append(out)
+    return rows
+
+
+def sgx_xfrm_across_kernels(host: "HostProfile | str | None" = "sapphire-rapids", xfrm: int = 0x602FF,
+                            kernels=("5.15", "6.1", "6.4", "6.6", "6.18"), vendor: str = "vmx") -> list[dict]:
+    """Set 0x12.1 ECX (allowed enclave XFRM) wider than the guest's XCR0 support and read it back.
+
+    5.13–6.3 trim it to guest_supported_xcr0 | FP | SSE; from 6.4 KVM stores it as given
+    and checks XFRM when it emulates ECREATE instead.
+    """
+    h = HostProfile.resolve(host)
+    base = h.supported_cpuid().set_field("sgx", 1).with_entry(CpuidEntry(0x12, 0, 1, eax=0b11))
+    guest = base.with_entry(CpuidEntry(0x12, 1, 1, eax=0x36, ecx=xfrm & 0xFFFFFFFF, edx=xfrm >> 32))
+    rows = []
+    for k in kernels:
+        v = SimulatedVcpu(kernel=k, vendor=vendor, host=h)
+        v.set_cpuid(guest)
+        e = v.get_cpuid().get(0x12, 1)
+        kp = v.kernel_profile
+        rows.append({"kernel": k, "set 0x12.1 ECX": f"{xfrm & 0xFFFFFFFF:#x}", "stored 0x12.1 ECX": f"{e.ecx:#x}",
+                     "guest_supported_xcr0": f"{v.derived.guest_supported_xcr0:#x}",
+                     "KVM adjusts": kp.value("sgx_xfrm_adjust"),
+                     "ECREATE checks XFRM": kp.flag("sgx_ecreate_xfrm_check")})
+    return rows
+
+
+def shared_dumps_dir() -> Path | None:
+    """The shared reference dumps (``CPUIDKIT_SHARED``, or ``shared/`` beside the checkout), if present."""
+    env = os.environ.get("CPUIDKIT_SHARED")
+    candidates = [Path(env)] if env else []
+    candidates.append(Path(__file__).resolve().parents[3] / "shared")
+    for c in candidates:
+        d = c / "data" / "cpuid-dumps"
+        if d.is_dir():
+            return d
+    return None
+
+
+FINGERPRINT_KERNELS = ("5.10", "6.1", "6.18")
+
+
+def firecracker_fingerprints(cpu: str = "INTEL_SAPPHIRE_RAPIDS") -> dict[str, CpuidTable] | None:
+    """Firecracker's guest-CPUID fingerprints of one CPU under host kernels 5.10 / 6.1 / 6.18.
+
+    Read from the copies in ``data/fingerprints`` (made by tools/make_fingerprint_data.py), else from
+    the shared dumps; None when neither has this CPU.
+    """
+    from .._data import data_dir
+    from ..sources import load
+
+    copies = {k: data_dir() / "fingerprints" / f"{cpu}_{k}.json" for k in FINGERPRINT_KERNELS}
+    if all(p.exists() for p in copies.values()):
+        return {k: load(p) for k, p in copies.items()}
+    d = shared_dumps_dir()
+    if d is None:
+        return None
+    paths = {k: d / "firecracker" / f"fingerprint_{cpu}_{k}host.json" for k in FINGERPRINT_KERNELS}
+    if not all(p.exists() for p in paths.values()):
+        return None
+    return {k: load(p) for k, p in paths.items()}
+
+
+def fingerprint_changes_frame(tables: dict[str, CpuidTable]):
+    """Every field that changed between consecutive host kernels, and whether the kernel profiles predict it."""
+    from ..kvm.history import fingerprint_changes
+
+    verdict = {None: "not predicted", True: "predicted", False: "CONTRADICTS"}
+    return frame([{"kernels": f"{c.old_kernel} → {c.new_kernel}", "field": c.field,
+                   "old": "-" if c.old is None else hex(c.old), "new": "-" if c.new is None else hex(c.new),
+                   "profiles": verdict[c.predicted], "note": c.note} for c in fingerprint_changes(tables)])
+
+
+def predicted_matrix(fields=("amx_tile", "xcr0_supported_lo", "guest_phys_addr_bits", "shstk", "0xd.18"),
+                     kernels=FINGERPRINT_KERNELS):
+    """Whether the kernel profiles say KVM_GET_SUPPORTED_CPUID reports each field, per kernel."""
+    from ..kvm.history import predicted_present
+
+    rows = []
+    for f in fields:
+        row = {"field": f}
+        for k in kernels:
+            p = predicted_present(f, k)
+            row[k] = "—" if p is None else ("yes" if p else "no")
+        rows.append(row)
+    return frame(rows)
+
+
+# -- 06: MAXPHYADDR across a pool ------------------------------------------------------------------
+
+
+def pool_phys_bits(hosts) -> int:
+    """The guest MAXPHYADDR a migration pool can promise: the smallest host width."""
+    return min(HostProfile.resolve(h).maxphyaddr for h in hosts)
+
+
+def migration_matrix(guest_bits, hosts, kernel: str = "6.18") -> list[dict]:
+    """For each guest MAXPHYADDR and destination host: the migration check's verdict on that width.
+
+    The guest is the destination's own supported CPUID with only MAXPHYADDR changed,
+    so the answer is about the width alone (``cpuidkit.migrate``).
+    """
+    from ..migrate import migrate
+
+    rows = []
+    for g in guest_bits:
+        row = {"guest MAXPHYADDR": g}
+        for name in hosts:
+            h = HostProfile.resolve(name)
+            guest = h.supported_cpuid().set_field("phys_addr_bits", g)
+            rep = migrate(guest, h, kernel=kernel)
+            mp = [f for f in rep.findings if f.rule == "maxphyaddr"]
+            worst = "blocker" if any(f.severity == "blocker" for f in mp) else (
+                "warning" if any(f.severity == "warning" for f in mp) else "ok")
+            row[f"{name} ({h.maxphyaddr})"] = worst
+        rows.append(row)
+    return rows
+
+
+# -- 09: a design review -----------------------------------------------------------------------------
+
+
+def example_template(host: "HostProfile | str | None" = "sapphire-rapids") -> tuple[CpuidTable, list[str]]:
+    """A VMM's CPU template built the usual way, and the list of its edits.
+
+    Start from KVM_GET_SUPPORTED_CPUID, hide TSX, say "hypervisor", add the KVM
+    signature and PV leaves, cap MAXPHYADDR at 46 for the migration pool, and
+    copy OSXSAVE=1 from a bare-metal dump (a classic mistake: KVM owns it).
+    """
+    h = HostProfile.resolve(host)
+    t = h.supported_cpuid()
+    edits = []
+    for name in ("hle", "rtm"):
+        if t.get_field(name):
+            t = t.set_field(name, 0)
+            edits.append(f"hide {name} (TSX)")
+    t = t.set_field("hypervisor", 1)
+    edits.append("set hypervisor (1.ECX[31])")
+    t = t.with_entry(CpuidEntry(0x40000000, eax=0x40000001, ebx=0x4B4D564B, ecx=0x564B4D56, edx=0x4D))
+    t = t.with_entry(CpuidEntry(0x40000001, eax=(1 << 3) | (1 << 7) | (1 << 24)))
+    edits.append("add the KVM signature 0x40000000 and PV features 0x40000001 (CLOCKSOURCE2, PV_UNHALT, STABLE_BIT)")
+    t = t.set_field("phys_addr_bits", 46)
+    edits.append("MAXPHYADDR 46 (phys-bits of the smallest host in the pool)")
+    t = t.set_field("osxsave", 1)
+    edits.append("OSXSAVE=1, copied from a bare-metal dump")
+    return CpuidTable(t, source=f"example template for {h.name}"), edits
+
+
+@dataclass
+class Review:
+    """A design review of one template on one host: sections of findings, as Markdown."""
+
+    title: str
+    sections: list[tuple[str, list[str]]] = field(default_factory=list)
+    data: dict = field(default_factory=dict)
+
+    def _repr_markdown_(self) -> str:
+        blocks = [f"### {self.title}"]
+        for head, items in self.sections:
+            lines = [f"- {i}" for i in items] or ["- nothing to report"]
+            blocks.append(f"**{head}**\n\n" + "\n".join(lines))
+        return "\n\n".join(blocks)
+
+    def __str__(self) -> str:
+        return self._repr_markdown_()
+
+
+def review(table: CpuidTable, host: "HostProfile | str | None" = "sapphire-rapids", kernel: str = "6.18",
+           vendor: str = "vmx", pool=(), intended=None) -> Review:
+    """Review a template end to end: KVM's verdict, what KVM will overwrite, the lint,
+    XCR0, the post-run rule, and migration to each host of ``pool``."""
+    from ..kvm.check import check
+    from ..lint import lint_table
+    from ..migrate import migrate
+    from ..xsave import accept_set
+
+    h = HostProfile.resolve(host)
+    out = check(table, kernel=kernel, vendor=vendor, host=h)
+    r = Review(f"{table.source or 'template'} on {h.name}, kernel {kernel}, {vendor}")
+    verdict = [f"KVM_SET_CPUID2: **{out.verdict}**" + (f" ({out.errno}, rule {out.error.rule}): {out.error.explanation}"
+                                                         if out.error else "")]
+    r.sections.append(("Verdict", verdict))
+    over = []
+    for o in out.fields:
+        if o.owner == "passthrough":
+            continue
+        given = table.get_field(f"{o.field.leaf:#x}.{o.subleaf}.{o.field.register}[{o.field.bits}]")
+        if given != o.value:
+            over.append(f"`{o.field.name}`: the template says {given:#x}, KVM stores {o.value:#x} ({o.owner}: {o.driver})")
+    r.sections.append(("Values the template sets that KVM or the vendor module overwrite", over))
+    findings = lint_table(table, host=h, intended=intended)
+    r.sections.append(("Lint (sane is not legal)", [f"{f.severity}: `{f.rule}`: {f.detail or f.explanation}"
+                                                   for f in findings if f.severity != "info"]))
+    xcr0 = []
+    if out.accepted:
+        v = SimulatedVcpu(kernel=kernel, vendor=vendor, host=h)
+        v.set_cpuid(table)
+        values = accept_set(v)
+        xcr0.append(f"guest_supported_xcr0 = {v.derived.guest_supported_xcr0:#x}; {len(values)} XCR0 values "
+                    f"are accepted, the widest {max(values):#x}")
+        v.run()
+        try:
+            v.set_cpuid(v.get_cpuid())
+            xcr0.append("after KVM_RUN, re-setting the KVM_GET_CPUID2 read-back is accepted (vCPU hotplug works)")
+        except KvmError as e:
+            xcr0.append(f"after KVM_RUN, re-setting the read-back fails: {e}")
+    r.sections.append(("XCR0 and the post-run rule", xcr0))
+    mig = []
+    for dest in pool:
+        rep = migrate(table, dest, source=h, kernel=kernel)
+        blockers = "; ".join(f.rule for f in rep.blockers)
+        mig.append(f"to {HostProfile.resolve(dest).name}: **{rep.verdict}**" + (f" (blockers: {blockers})" if blockers else ""))
+        r.data.setdefault("migration", {})[HostProfile.resolve(dest).name] = rep
+    r.sections.append(("Migration", mig))
+    r.data.update(outcome=out, findings=findings)
+    return r

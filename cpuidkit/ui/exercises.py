@@ -1,0 +1,403 @@
+"""The course's self-checking exercises: one ``check_…`` function per notebook.
+
+Each takes the reader's answer and returns :class:`Feedback`: right, wrong
+(saying *what* is wrong and where to look), or not answered yet (``None``,
+the value the notebooks ship with, so a notebook runs top to bottom).  The
+expected answers are computed from the core, never typed in here, so they
+stay right when the model learns something.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .._errors import CpuidkitError, KvmError
+
+__all__ = [
+    "Feedback", "check_first_toggle", "check_field_position", "check_owners", "check_rejections",
+    "check_xsave_size", "check_xcr0", "check_pool_maxphyaddr", "check_sane_but_legal", "check_kernel_history",
+    "check_review", "check_live_width", "OWNER_QUESTION", "REJECTION_QUESTION", "POOL",
+]
+
+HOST = "sapphire-rapids"
+KERNEL = "6.18"
+
+
+@dataclass(frozen=True)
+class Feedback:
+    """The result of a check: ``ok`` is True (right), False (wrong) or None (not answered)."""
+
+    ok: bool | None
+    message: str
+
+    def __bool__(self) -> bool:
+        return self.ok is True
+
+    def _repr_markdown_(self) -> str:
+        mark = {True: "✅ **Right.**", False: "❌ **Not yet.**", None: "✏️ **Not answered yet.**"}[self.ok]
+        return f"{mark} {self.message}"
+
+    def __str__(self) -> str:
+        return {True: "RIGHT: ", False: "NOT YET: ", None: "NOT ANSWERED: "}[self.ok] + self.message
+
+    __repr__ = __str__
+
+
+def _todo(hint: str) -> Feedback:
+    return Feedback(None, hint)
+
+
+def _host():
+    from ..kvm.host import HostProfile
+
+    return HostProfile.resolve(HOST)
+
+
+def _norm_errno(x) -> str:
+    if x is None:
+        return "ok"
+    s = str(x).strip()
+    if s.lower() in ("ok", "0", "accepted", "accept", "none", "success", ""):
+        return "ok"
+    s = s.upper().lstrip("-")
+    return s
+
+
+# -- 00 ----------------------------------------------------------------------------------------------
+
+
+def check_first_toggle(answer) -> Feedback:
+    """00: what does KVM_SET_CPUID2 return for the host's table with avx512f cleared? ("ok" or an errno)"""
+    from ..kvm.check import check
+
+    if answer is None:
+        return _todo('Replace None with "ok" or an errno name such as "EINVAL".')
+    h = _host()
+    out = check(h.supported_cpuid().set_field("avx512f", 0), kernel=KERNEL, host=h)
+    want = _norm_errno(out.errno)
+    got = _norm_errno(answer)
+    if got == want:
+        return Feedback(True, "KVM stores the table: a missing (or extra) feature bit is never an error. "
+                              "Whether the guest can live with it is the VMM's business.")
+    return Feedback(False, f"{got} is not what KVM says. kvm_check_cpuid() looks only at the entry count, the "
+                           "linear-address width and AMX permission; clearing a feature bit touches none of them.")
+
+
+# -- 01 ----------------------------------------------------------------------------------------------
+
+
+def check_field_position(answer, name: str = "avx2") -> Feedback:
+    """01: where does ``name`` live? Answer ``(leaf, subleaf, register, bit)``, e.g. ``(1, 0, "ecx", 28)``."""
+    from ..catalog import catalog
+
+    if answer is None:
+        return _todo(f'Replace None with (leaf, subleaf, register, bit) for {name}, e.g. (1, 0, "ecx", 28).')
+    try:
+        leaf, sub, reg, bit = answer
+    except (TypeError, ValueError):
+        return Feedback(False, "Give four things: (leaf, subleaf, register, bit).")
+    f = catalog().resolve(name)
+    problems = []
+    if leaf != f.leaf:
+        problems.append(f"leaf {leaf:#x} is not it (the structured extended feature flags live in leaf 7)"
+                        if isinstance(leaf, int) else "the leaf must be a number")
+    if sub not in f.subleaves:
+        problems.append(f"subleaf {sub} is wrong: leaf {f.leaf:#x} has several subleaves, the main flags are in {f.sub_lo}")
+    if str(reg).lower() != f.register:
+        problems.append(f"register {reg!r} is wrong: try the catalog, catalog().resolve({name!r})")
+    if bit != f.lo:
+        problems.append(f"bit {bit} is wrong")
+    if not problems:
+        return Feedback(True, f"{f.name} is {f.leaf:#x}.{f.subleaf_text}.{f.register}[{f.bits}]: {f.description}.")
+    return Feedback(False, "; ".join(problems) + ".")
+
+
+# -- 02 ----------------------------------------------------------------------------------------------
+
+OWNER_QUESTION = ("osxsave", "avx2", "xsave_size_enabled", "apic", "hypervisor")
+
+
+def _owners(host=None, kernel=KERNEL, vendor="vmx") -> dict[str, str]:
+    from ..kvm.check import check
+
+    h = host or _host()
+    out = check(h.supported_cpuid(), kernel=kernel, vendor=vendor, host=h)
+    return {o.field.name: o.owner for o in out.fields}
+
+
+def check_owners(answer: dict | None) -> Feedback:
+    """02: who owns each field of ``OWNER_QUESTION`` (host sapphire-rapids, 6.18, vmx)?
+    Answer a dict like ``{"osxsave": "runtime", …}`` with passthrough / runtime / vendor / not-virtualized."""
+    if answer is None:
+        return _todo("Replace None with a dict {field: owner} for " + ", ".join(OWNER_QUESTION) + ".")
+    owners = _owners()
+    wrong = []
+    for name in OWNER_QUESTION:
+        want = owners.get(name, "passthrough")
+        got = str(answer.get(name, "")).strip().lower()
+        if got != want:
+            why = {"runtime": "KVM rewrites it from vCPU state in kvm_update_cpuid_runtime()",
+                   "passthrough": "KVM stores it as given and the guest sees it unchanged"}.get(want, want)
+            wrong.append(f"{name} is {want}, not {got or 'missing'} ({why})")
+    if not wrong:
+        return Feedback(True, "Only a handful of fields are KVM's (OSXSAVE, OSPKE, APIC, the XSAVE sizes, MWAIT with "
+                              "the quirk off, PV_UNHALT with HLT exits off); everything else is the VMM's.")
+    return Feedback(False, "; ".join(wrong) + ".")
+
+
+# -- 03 ----------------------------------------------------------------------------------------------
+
+REJECTION_QUESTION = ("linear width 52", "MAXPHYADDR 60", "300 entries", "TILEDATA without permission",
+                      "duplicate leaf 7")
+
+
+def _rejection_tables():
+    from ..table import CpuidEntry
+
+    h = _host()
+    base = h.supported_cpuid()
+    return h, {
+        "linear width 52": base.set_field("virt_addr_bits", 52),
+        "MAXPHYADDR 60": base.set_field("phys_addr_bits", 60),
+        "300 entries": base.appended(*(CpuidEntry(0x40000100 + i) for i in range(300 - len(base)))),
+        "TILEDATA without permission": base.set_field("0xd.0.eax[17]", 1).set_field("0xd.0.eax[18]", 1),
+        "duplicate leaf 7": base.appended(base.get(7, 0)),
+    }
+
+
+def check_rejections(answer: dict | None) -> Feedback:
+    """03: for each scenario of ``REJECTION_QUESTION``, "ok" or the errno KVM_SET_CPUID2 returns."""
+    from ..kvm.vcpu import SimulatedVcpu
+
+    if answer is None:
+        return _todo('Replace None with a dict {scenario: "ok" or errno} for: ' + "; ".join(REJECTION_QUESTION) + ".")
+    h, tables = _rejection_tables()
+    wrong = []
+    for name, table in tables.items():
+        v = SimulatedVcpu(kernel=KERNEL, host=h)
+        try:
+            v.set_cpuid(table)
+            want, why = "ok", "KVM never checks this"
+        except KvmError as e:
+            want, why = e.errno_name, e.explanation
+        got = _norm_errno(answer.get(name, "?"))
+        if got != want:
+            wrong.append(f"{name}: KVM says {want}, not {got} ({why})")
+    if not wrong:
+        return Feedback(True, "The whole list is: more than 256 entries (E2BIG), a linear width other than 0/48/57 "
+                              "(EINVAL), TILEDATA without permission (EPERM), a changed table after KVM_RUN (EINVAL).")
+    return Feedback(False, "; ".join(wrong) + ".")
+
+
+# -- 04 ----------------------------------------------------------------------------------------------
+
+
+def check_xsave_size(answer) -> Feedback:
+    """04: after CR4.OSXSAVE=1 and XSETBV 0x7 (x87, SSE, AVX) on sapphire-rapids, what does 0xD.0 EBX read?"""
+    from ..kvm.check import check
+    from ..xsave import standard_size
+
+    if answer is None:
+        return _todo("Replace None with a number of bytes.")
+    h = _host()
+    out = check(h.supported_cpuid(), kernel=KERNEL, host=h, state={"cr4": 1 << 18, "xcr0": 0x7})
+    want = out.stored.get(0xD, 0).ebx
+    try:
+        got = int(answer)
+    except (TypeError, ValueError):
+        return Feedback(False, "Answer with a number of bytes.")
+    if got == want:
+        return Feedback(True, f"{want} = the AVX component's offset + size from the host's 0xD.2 "
+                              "(xstate_required_size() over XCR0, with the host's offsets).")
+    if got == 576:
+        return Feedback(False, "576 is the size for XCR0 = 1 or 3 (legacy area + header only): the XSETBV to 0x7 "
+                               "changed it.")
+    full = standard_size(h.xsave_components, h.xcr0_mask)
+    if got == full:
+        return Feedback(False, f"{full} is the size for every component the host supports (0xD.0 ECX), "
+                               "not for the XCR0 now set.")
+    return Feedback(False, "Not that. 0xD.0 EBX is 576 raised to the largest offset+size over the enabled "
+                           "components ≥ 2, using the host's 0xD subleaves.")
+
+
+# -- 05 ----------------------------------------------------------------------------------------------
+
+
+def check_xcr0(answer) -> Feedback:
+    """05: an XCR0 value that enables AVX-512 state and that KVM accepts for the sapphire-rapids guest."""
+    from ..kvm.vcpu import SimulatedVcpu
+
+    if answer is None:
+        return _todo("Replace None with an XCR0 value, e.g. 0x7.")
+    try:
+        value = int(answer, 0) if isinstance(answer, str) else int(answer)
+    except (TypeError, ValueError):
+        return Feedback(False, "Give a number such as 0xe7.")
+    h = _host()
+    v = SimulatedVcpu(kernel=KERNEL, host=h)
+    v.set_cpuid(h.supported_cpuid())
+    why = v.xcr0_violation(value)
+    if why:
+        return Feedback(False, f"__kvm_set_xcr() refuses {value:#x}: {why}.")
+    if value & 0xE0 != 0xE0:
+        return Feedback(False, f"{value:#x} is accepted, but it does not enable the AVX-512 state (bits 5, 6, 7).")
+    return Feedback(True, f"{value:#x} is accepted: x87 on, SSE under YMM, the three AVX-512 components together, "
+                          "everything inside guest_supported_xcr0.")
+
+
+# -- 06 ----------------------------------------------------------------------------------------------
+
+POOL = ("cascade-lake", "epyc-milan", "sapphire-rapids")
+
+
+def check_pool_maxphyaddr(answer) -> Feedback:
+    """06: the guest MAXPHYADDR (phys-bits) to give VMs that live-migrate across ``POOL``."""
+    from ..kvm.host import HostProfile
+
+    if answer is None:
+        return _todo("Replace None with a number of bits.")
+    widths = {h: HostProfile.resolve(h).maxphyaddr for h in POOL}
+    want = min(widths.values())
+    try:
+        got = int(answer)
+    except (TypeError, ValueError):
+        return Feedback(False, "Give a number of bits.")
+    if got == want:
+        return Feedback(True, f"{want}: the narrowest host. Wider hosts then run a narrower guest, which is "
+                              "harmless (faithful only with allow_smaller_maxphyaddr, but nothing breaks).")
+    if got > want:
+        narrow = [h for h, w in widths.items() if w < got]
+        return Feedback(False, f"On {', '.join(narrow)} the guest would be wider than the host: KVM accepts the CPUID, "
+                               "but memslots above the host width are refused and PTEs there fault with RSVD.")
+    return Feedback(False, f"{got} works everywhere, but it throws away address space: every host has at least {want} bits.")
+
+
+# -- 07 ----------------------------------------------------------------------------------------------
+
+
+def check_sane_but_legal(table) -> Feedback:
+    """07: build a table that KVM accepts and the lint calls *illegal* (host sapphire-rapids, 6.18, vmx)."""
+    from ..kvm.check import check
+    from ..lint import lint_table
+    from ..table import CpuidTable
+
+    if table is None:
+        return _todo("Replace None with a CpuidTable (start from host.supported_cpuid() and change a field).")
+    if not isinstance(table, CpuidTable):
+        return Feedback(False, "Give a CpuidTable (table.set_field(...) returns one).")
+    h = _host()
+    out = check(table, kernel=KERNEL, host=h)
+    if not out.accepted:
+        return Feedback(False, f"KVM rejects it ({out.errno}, rule {out.error.rule}): that cell is 'rejected'. "
+                               "Find something illegal that kvm_check_cpuid() does not look at.")
+    illegal = [f for f in lint_table(table, host=h) if f.severity == "illegal"]
+    if not illegal:
+        return Feedback(False, "KVM accepts it, but the lint finds nothing illegal. Try an XCR0 rule in 0xD.0, "
+                               "a supervisor component in 0xD.0 EAX, or an impossible MAXPHYADDR.")
+    return Feedback(True, f"Accepted by KVM and illegal for the architecture: {illegal[0].rule} ({illegal[0].detail or illegal[0].explanation}).")
+
+
+# -- 08 ----------------------------------------------------------------------------------------------
+
+
+def _first_since(bid: str, value: str) -> str | None:
+    from ..kvm.kernels import behaviour_rows
+
+    for b in behaviour_rows(bid):
+        if b.value == value and b.since is not None:
+            return f"{b.since[0]}.{b.since[1]}"
+    return None
+
+
+def check_kernel_history(answer: dict | None) -> Feedback:
+    """08: three versions, as "X.Y": ``post_run_identical`` (an identical re-SET after KVM_RUN is accepted
+    again), ``sgx_stored_verbatim`` (KVM stops rewriting 0x12.1), ``lazy_runtime`` (runtime updates deferred)."""
+    if answer is None:
+        return _todo('Replace None with {"post_run_identical": "X.Y", "sgx_stored_verbatim": "X.Y", "lazy_runtime": "X.Y"}.')
+    want = {
+        "post_run_identical": (_first_since("post_run_set_cpuid", "identical"),
+                               "5.16 refused every post-run SET; c6617c61e8fe allowed identical tables"),
+        "sgx_stored_verbatim": (_first_since("sgx_xfrm_adjust", "none"),
+                                "275a87244ec8 'Don't adjust guest's CPUID.0x12.1' landed in 6.4-rc3"),
+        "lazy_runtime": (_first_since("runtime_update_mode", "lazy"),
+                         "93da6af3ae56 deferred runtime updates to the next CPUID emulation"),
+    }
+    wrong = []
+    for key, (version, why) in want.items():
+        got = str(answer.get(key, "")).strip().lstrip("v")
+        if got != version:
+            wrong.append(f"{key}: {got or 'missing'} is not it ({why}; look at the timeline)")
+    if not wrong:
+        return Feedback(True, "5.17, 6.4 and 6.15: each is a row of data/kvm-behaviours.csv with its source.")
+    return Feedback(False, "; ".join(wrong) + ".")
+
+
+# -- 09 ----------------------------------------------------------------------------------------------
+
+
+def check_review(answer) -> Feedback:
+    """09: which fields does the example template set that KVM overwrites? A set of field names."""
+    from .course import example_template
+
+    if answer is None:
+        return _todo('Replace None with a set of field names, e.g. {"osxsave"}.')
+    from ..kvm.check import check
+
+    h = _host()
+    table, _ = example_template(h)
+    out = check(table, kernel=KERNEL, host=h)
+    want = set()
+    for o in out.fields:
+        if o.owner != "passthrough":
+            given = table.get_field(f"{o.field.leaf:#x}.{o.subleaf}.{o.field.register}[{o.field.bits}]")
+            if given != o.value:
+                want.add(o.field.name)
+    got = {str(x).strip() for x in answer}
+    if got == want:
+        return Feedback(True, "These values in the template are dead: KVM recomputes them from CR4, XCR0 and "
+                              "IA32_XSS. A review should ask the VMM to stop setting them (the lint's runtime_owned_value).")
+    missing, extra = sorted(want - got), sorted(got - want)
+    parts = []
+    if missing:
+        parts.append(f"also overwritten: {', '.join(missing)}")
+    if extra:
+        parts.append(f"not overwritten (KVM keeps the template's value): {', '.join(extra)}")
+    return Feedback(False, "; ".join(parts) + ".")
+
+
+# -- 10 ----------------------------------------------------------------------------------------------
+
+
+def check_live_width(answer) -> Feedback:
+    """10: what does the real kernel return for a linear width of 50? The model's answer is checked,
+    and where /dev/kvm works the real kernel's too."""
+    from ..kvm.vcpu import SimulatedVcpu
+
+    if answer is None:
+        return _todo('Replace None with "ok" or an errno name.')
+    h = _host()
+    v = SimulatedVcpu(kernel=KERNEL, host=h)
+    try:
+        v.set_cpuid(h.supported_cpuid().set_field("virt_addr_bits", 50))
+        want = "ok"
+    except KvmError as e:
+        want = e.errno_name
+    got = _norm_errno(answer)
+    live = ""
+    try:
+        from ..live import LiveVcpu, kvm_available
+
+        if kvm_available()[0]:
+            with LiveVcpu() as lv:
+                table = lv.supported_cpuid().set_field("virt_addr_bits", 50)
+                try:
+                    lv.set_cpuid(table)
+                    real = "ok"
+                except KvmError as e:
+                    real = e.errno_name
+            live = f" The real kernel here says {real}."
+    except CpuidkitError:
+        live = ""
+    if got == want:
+        return Feedback(True, f"{want}: kvm_check_cpuid() allows only 0, 48 and 57.{live}")
+    return Feedback(False, f"The model says {want}, not {got}.{live}")
