@@ -9,13 +9,20 @@ PIP    := $(BIN)/python -m pip
 PYTEST_ARGS ?=
 
 # JupyterLab bound to loopback only, with Jupyter's normal token (never disabled).
-LAB_CMD = $(BIN)/jupyter lab --ServerApp.ip=127.0.0.1 --ServerApp.root_dir=notebooks
+# (--allow-root only when running as root, where Jupyter refuses to start without it)
+LAB_CMD = $(BIN)/jupyter lab --ServerApp.ip=127.0.0.1 --ServerApp.root_dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root)
 
-.PHONY: lab test bench setup-notebooks setup-test system-deps clean help
+# Voila presentation of one notebook for design reviews: code hidden, widgets live,
+# loopback only, with a token Voila generates and prints in the URL.
+NB ?=
+PRESENT_CMD = $(BIN)/voila --Voila.ip=127.0.0.1 --no-browser --token --strip_sources=True
+
+.PHONY: lab test bench present setup-notebooks setup-test system-deps clean help
 
 help:
 	@echo "make lab    - set up and open JupyterLab on notebooks/ (no /dev/kvm needed)"
 	@echo "make test   - set up and run every test"
+	@echo "make present NB=notebooks/09-design-review-walkthrough.ipynb - one notebook as a Voila app (code hidden)"
 	@echo "make bench  - measure every speed figure (writes bench/results.json)"
 
 $(BIN)/python:
@@ -52,6 +59,14 @@ system-deps:
 
 lab: setup-notebooks
 	$(LAB_CMD)
+
+present: setup-notebooks
+	@nb="$(NB)"; \
+	if [ -z "$$nb" ]; then echo "usage: make present NB=notebooks/NN-name.ipynb (or NB=NN)"; exit 2; fi; \
+	if [ ! -f "$$nb" ]; then nb=$$(ls notebooks/$$nb*.ipynb 2>/dev/null | head -n 1); fi; \
+	if [ -z "$$nb" ] || [ ! -f "$$nb" ]; then echo "no notebook matches NB=$(NB)"; exit 2; fi; \
+	echo "presenting $$nb (open the URL with ?token=... that Voila prints)"; \
+	$(PRESENT_CMD) "$$nb"
 
 test: setup-test system-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -53,3 +53,12 @@ def test_predicted_changes_are_found_for_every_amx_cpu():
     for cpu in ("INTEL_SAPPHIRE_RAPIDS", "INTEL_GRANITE_RAPIDS"):
         got = {(c.old_kernel, c.field) for c in fingerprint_changes(fingerprints(cpu)) if c.predicted}
         assert ("5.10", "amx_tile") in got and ("5.10", "0xd.18") in got and ("6.1", "guest_phys_addr_bits") in got
+
+
+def test_the_embedded_copies_equal_the_shared_fingerprints():
+    # data/fingerprints (made by tools/make_fingerprint_data.py) lets the course run without shared/
+    from cpuidkit._data import data_dir
+
+    for cpu in CPUS:
+        for k, table in fingerprints(cpu).items():
+            assert load(data_dir() / "fingerprints" / f"{cpu}_{k}.json") == table, (cpu, k)

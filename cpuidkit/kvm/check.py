@@ -18,6 +18,7 @@ from .host import HostProfile
 from .interface import MSR_IA32_APICBASE, MSR_IA32_MISC_ENABLE, MSR_IA32_XSS
 from .ownership import Ownership, ownership
 from .vcpu import SimulatedVcpu
+from ..lint import lint_table
 
 __all__ = ["VcpuSetup", "Outcome", "check", "load_state"]
 
@@ -170,7 +171,7 @@ def build_vcpu(kernel="6.18", vendor="vmx", host=None, setup: VcpuSetup | None =
 
 
 def check(table: CpuidTable, kernel: str = "6.18", vendor: str = "vmx", host: "HostProfile | str | None" = None,
-          state: VcpuSetup | dict | None = None) -> Outcome:
+          state: VcpuSetup | dict | None = None, *, lint: bool = True) -> Outcome:
     """What KVM does with ``table``: verdict, stored table, ownership, derived state.
 
     Without ``has_run`` the table is the first KVM_SET_CPUID2 of a fresh vCPU,
@@ -220,4 +221,5 @@ def check(table: CpuidTable, kernel: str = "6.18", vendor: str = "vmx", host: "H
         vendor=v.vendor,
         host=v.host.name,
         state_errors=errors,
+        lint=[f.as_dict() for f in lint_table(table, host=v.host)] if lint else [],
     )

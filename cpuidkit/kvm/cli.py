@@ -58,12 +58,6 @@ def _check(args) -> int:
         out = check(table, kernel=args.kernel, vendor=args.vendor, host=host, state=state)
         d = out.as_dict()
         d["table"] = path
-        try:
-            from ..lint import lint_table
-
-            d["lint"] = [f.as_dict() for f in lint_table(table, host=host)]
-        except ImportError:
-            pass
         rejected |= not out.accepted
         if args.format == "json":
             sys.stdout.write(json.dumps(d) + "\n")

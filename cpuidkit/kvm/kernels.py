@@ -54,15 +54,24 @@ class Behaviour:
 
     @property
     def range_text(self) -> str:
-        lo = _fmt(self.since) if self.since else "…"
-        hi = _fmt(self.until) if self.until else "…"
-        return f"[{lo}, {hi})"
+        """``"all modelled kernels"``, ``"5.17 and later"``, ``"before 6.14"`` or ``"5.17 to 6.13"``."""
+        if self.since is None and self.until is None:
+            return "all modelled kernels"
+        if self.until is None:
+            return f"{_fmt(self.since)} and later"
+        last = (self.until[0], self.until[1] - 1) if self.until[1] > 0 else None
+        if self.since is None:
+            return f"before {_fmt(self.until)}"
+        if last is not None and last == self.since:
+            return f"{_fmt(self.since)} only"
+        return f"{_fmt(self.since)} to {_fmt(last)}" if last is not None else f"{_fmt(self.since)} to before {_fmt(self.until)}"
 
     @property
     def source(self) -> str:
-        """``"arch/x86/kvm/cpuid.c kvm_set_cpuid(), kernels [5.17, …) (verified: source)"``"""
+        """``"arch/x86/kvm/cpuid.c kvm_set_cpuid(), kernels 5.17 and later (verified: source)"``"""
         where = " ".join(p for p in (self.file, f"{self.function}()" if self.function else "") if p)
-        return f"{where}, kernels {self.range_text} (verified: {self.verified})"
+        span = self.range_text if self.range_text.startswith("all") else f"kernels {self.range_text}"
+        return f"{where}, {span} (verified: {self.verified})"
 
 
 @functools.cache
