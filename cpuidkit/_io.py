@@ -1,20 +1,70 @@
-"""Atomic file writes: a reader sees the old file or the new one, never half of one."""
+"""Atomic file writes: a reader sees the old file or the new one, never half of one.
+
+Every file cpuidkit writes goes through :func:`atomic_write_bytes`: the data is
+written to a temporary file in the same folder, flushed to disk, given the
+old file's permissions (or the umask's for a new file), and renamed over the
+target with ``os.replace``; the folder is then synced so the rename itself
+survives a crash.  A failure at any step removes the temporary file and leaves
+the old file as it was.  A target that is a symbolic link is resolved first,
+so the file the link points to is replaced and the link stays a link.
+"""
 
 from __future__ import annotations
 
+import errno as _errno
 import os
 import tempfile
 from pathlib import Path
 
+from ._errors import CpuidkitError
+
 MAX_INPUT_BYTES = 16 * 1024 * 1024  # inputs larger than this are refused (a CPUID dump is < 1 MiB)
+
+__all__ = ["MAX_INPUT_BYTES", "WriteFailed", "atomic_write_bytes", "atomic_write_text"]
+
+
+class WriteFailed(CpuidkitError, OSError):
+    """Writing an output file failed; the old file (if any) is unchanged.
+
+    An ``OSError`` (with the original errno) and a :class:`CpuidkitError`, so
+    the command line reports it in one line instead of a traceback.
+    """
+
+    def __init__(self, path: str, reason: str, code: int | None = None):
+        self.path = path
+        self.reason = reason
+        super().__init__(code or _errno.EIO, f"cannot write {path}: {reason}; the old file, if any, is unchanged")
+
+    def __str__(self) -> str:
+        return self.args[1]
+
+
+def _sync_folder(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # some file systems cannot sync a folder; the rename has still happened
+        pass
+    finally:
+        os.close(fd)
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
+    """Write ``data`` to ``path`` through a temporary file in the same folder and ``os.replace``.
+
+    Raises :class:`WriteFailed` (an ``OSError``) when anything goes wrong, with
+    the old file intact and no temporary file left behind.
+    """
     target = Path(path)
+    if target.is_symlink():
+        target = Path(os.path.realpath(target))
     folder = target.parent if str(target.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
+    tmp = None
     try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
@@ -26,12 +76,16 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
             os.umask(umask)
             os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, target)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+        tmp = None
+    except OSError as e:
+        raise WriteFailed(str(path), e.strerror or str(e) or type(e).__name__, e.errno) from e
+    finally:
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+    _sync_folder(folder)
     return target
 
 

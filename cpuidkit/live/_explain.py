@@ -30,12 +30,18 @@ _EXPLANATIONS: dict[tuple[str | None, str], str] = {
         "arch_prctl(ARCH_REQ_XCOMP_GUEST_PERM); call grant_xfeature_permission(1 << 18) before creating "
         "any vCPU in this process, or clear 0xD.0 EAX bit 18"
     ),
-    ("KVM_SET_CPUID2", "ENOMEM"): "the kernel could not allocate memory for the CPUID table",
+    ("KVM_SET_CPUID2", "ENOMEM"): "the kernel could not allocate memory for the CPUID table; free memory or close other VMs and retry",
     ("KVM_SET_CPUID2", "EFAULT"): "the entries buffer could not be read (a cpuidkit bug: the header's nent is larger than the buffer)",
     # KVM_GET_CPUID2 / KVM_GET_SUPPORTED_CPUID
-    ("KVM_GET_CPUID2", "E2BIG"): "the vCPU holds more entries than the buffer passed has room for",
-    ("KVM_GET_SUPPORTED_CPUID", "E2BIG"): "KVM supports more CPUID entries than the buffer passed has room for",
-    ("KVM_GET_SUPPORTED_CPUID", "ENOMEM"): "the kernel could not allocate memory to build the supported table",
+    ("KVM_GET_CPUID2", "E2BIG"): (
+        "the vCPU holds more entries than the buffer passed has room for; pass a buffer of 256 entries "
+        "(KVM_MAX_CPUID_ENTRIES), as get_cpuid() does"
+    ),
+    ("KVM_GET_SUPPORTED_CPUID", "E2BIG"): (
+        "KVM supports more CPUID entries than the buffer passed has room for; pass a larger buffer "
+        "(cpuidkit passes 256, KVM_MAX_CPUID_ENTRIES)"
+    ),
+    ("KVM_GET_SUPPORTED_CPUID", "ENOMEM"): "the kernel could not allocate memory to build the supported table; free memory and retry",
     # KVM_SET_SREGS -- kvm_is_valid_sregs / kvm_is_valid_cr4
     ("KVM_SET_SREGS", "EINVAL"): (
         "KVM rejected the special registers: CR4 has a bit this vCPU may not set (reserved, LA57, PCIDE "
@@ -72,24 +78,46 @@ _EXPLANATIONS: dict[tuple[str | None, str], str] = {
     ),
     ("ARCH_REQ_XCOMP_GUEST_PERM", "ENOMEM"): "the kernel could not allocate the larger XSAVE buffer",
     # device
-    ("open", "ENOENT"): "the device does not exist: KVM is not built in or its module is not loaded",
+    ("open", "ENOENT"): (
+        "the device does not exist: KVM is not built in or its module is not loaded; load kvm_intel or "
+        "kvm_amd (modprobe) and enable virtualization in the firmware, or use SimulatedVcpu"
+    ),
     ("open", "EACCES"): "this user may not open the device read-write: add the user to its group (usually 'kvm') or run as root",
     ("open", "EPERM"): "the device may not be opened by this process (a sandbox or seccomp policy forbids it)",
     ("open", "ENXIO"): "the KVM device has no driver behind it: the vendor module (kvm_intel, kvm_amd, kvm_pvm) is not loaded",
     ("open", "ENODEV"): "the KVM device has no driver behind it: the vendor module (kvm_intel, kvm_amd, kvm_pvm) is not loaded",
-    ("KVM_CREATE_VM", "ENOMEM"): "the kernel could not allocate a new VM",
+    ("KVM_CREATE_VM", "ENOMEM"): "the kernel could not allocate a new VM; close other VMs (or LiveVcpu objects) or free memory",
     ("KVM_CREATE_VM", "EINVAL"): "the VM type is not supported by this kernel",
     ("KVM_CREATE_VCPU", "EEXIST"): "a vCPU with this id already exists in the VM",
-    ("KVM_CREATE_VCPU", "ENOMEM"): "the kernel could not allocate a new vCPU",
+    ("KVM_CREATE_VCPU", "ENOMEM"): "the kernel could not allocate a new vCPU; close other VMs (or LiveVcpu objects) or free memory",
+    ("mmap(guest memory)", "ENOMEM"): (
+        "the process may not map more memory: its address-space limit (ulimit -v) is reached or the host "
+        "is out of memory; raise the limit or free memory"
+    ),
+    ("mmap(vcpu fd)", "ENOMEM"): (
+        "the process may not map the vCPU's kvm_run page: its address-space limit (ulimit -v) is reached or "
+        "the host is out of memory; raise the limit or free memory"
+    ),
     ("KVM_SET_USER_MEMORY_REGION", "EINVAL"): "the memory slot is misaligned or overlaps another slot",
     ("KVM_SET_USER_MEMORY_REGION", "EEXIST"): "the memory slot overlaps an existing one",
     # fallbacks
-    (None, "ENOENT"): "the kernel does not know the object or attribute asked for",
-    (None, "EACCES"): "permission denied by the kernel",
+    (None, "ENOENT"): (
+        "the kernel does not know the object or attribute asked for on this host; check that this kernel "
+        "has it (KVM_CHECK_EXTENSION, or a newer kernel) before asking for it"
+    ),
+    (None, "EACCES"): (
+        "permission denied by the kernel; add the user to the KVM device's group (usually 'kvm') or run as root"
+    ),
     (None, "EPERM"): "the kernel does not permit this operation for this process",
-    (None, "EBUSY"): "the state is already in use or locked (for example after a vCPU was created or ran)",
-    (None, "ENOMEM"): "the kernel ran out of memory for this request; close other VMs or free memory",
-    (None, "E2BIG"): "the request is larger than the kernel allows",
+    (None, "EBUSY"): (
+        "the state is already in use or locked: KVM takes settings like this one only before the VM's first "
+        "vCPU is created (or before it runs); make the call on a new LiveVcpu before any vCPU-level call"
+    ),
+    (None, "ENOMEM"): "the kernel ran out of memory for this request; close other VMs or free memory, then retry",
+    (None, "E2BIG"): (
+        "the request is larger than the kernel allows; send less (KVM takes at most 256 CPUID entries) "
+        "or a buffer of the size the kernel reports"
+    ),
     (None, "EINVAL"): "the kernel rejected the arguments as invalid for this vCPU/VM in its current state",
     (None, "EOPNOTSUPP"): "this kernel or CPU does not support the operation",
     (None, "ENOTTY"): "this kernel does not implement this ioctl",

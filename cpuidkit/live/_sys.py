@@ -94,8 +94,10 @@ def open_device(device: str) -> int:
         raise kvm_error(e.errno or _errno.EIO, "open", f"cannot open {device}", cls=KvmUnavailable) from None
     try:
         version = ioctl(fd, _abi.KVM_GET_API_VERSION)
-    except Exception as e:
+    except BaseException as e:  # KeyboardInterrupt too: never leak the fd
         os.close(fd)
+        if not isinstance(e, Exception):
+            raise
         raise KvmUnavailable(
             getattr(e, "errno_name", "ENOTTY"),
             f"{device} is not a KVM device (KVM_GET_API_VERSION failed)",

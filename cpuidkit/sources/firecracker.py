@@ -8,16 +8,14 @@ table by itself, and the import says so.
 
 from __future__ import annotations
 
-import json
-
 from .._errors import InputError
 from ..table import REGISTERS, CpuidEntry
-from ._common import number
+from ._common import load_json, number, shorten
 
 
 def _bitmap(text: object, where: str, source: str | None) -> int:
     if not isinstance(text, str) or not text.startswith("0b"):
-        raise InputError(f'bitmap must be a string "0b" + 32 bits, got {text!r}'[:120], source=source, where=where)
+        raise InputError(f'bitmap must be a string "0b" + 32 bits, got {shorten(text)}', source=source, where=where)
     bits = text[2:]
     if len(bits) != 32:
         raise InputError(f"bitmap must have 32 bits, got {len(bits)}", source=source, where=where)
@@ -27,17 +25,12 @@ def _bitmap(text: object, where: str, source: str | None) -> int:
                 "bitmap has 'x' (don't-care) bits: this is a CPU template to apply to a host, not a CPUID table",
                 source=source, where=where,
             )
-        raise InputError(f"bitmap may only hold 0 and 1, got {bits!r}", source=source, where=where)
+        raise InputError(f"bitmap may only hold 0 and 1, got {shorten(bits, 40)}", source=source, where=where)
     return int(bits, 2)
 
 
 def parse(text: str, source: str | None) -> list[CpuidEntry]:
-    try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise InputError(f"not valid JSON: {e.msg}", source=source, where=f"line {e.lineno} column {e.colno}") from None
-    except RecursionError:
-        raise InputError("JSON nested too deeply", source=source) from None
+    doc = load_json(text, source)
     if not isinstance(doc, dict):
         raise InputError("expected a JSON object (Firecracker fingerprint or template)", source=source)
     cfg = doc.get("guest_cpu_config", doc)
@@ -65,7 +58,7 @@ def parse(text: str, source: str | None) -> list[CpuidEntry]:
                 raise InputError('expected {"register": …, "bitmap": "0b…"}', source=source, where=w)
             reg = rm["register"]
             if reg not in REGISTERS:
-                raise InputError(f"register must be one of {', '.join(REGISTERS)}, got {reg!r}", source=source, where=w)
+                raise InputError(f"register must be one of {', '.join(REGISTERS)}, got {shorten(reg)}", source=source, where=w)
             if reg in seen:
                 raise InputError(f"register {reg} given twice", source=source, where=w)
             seen.add(reg)

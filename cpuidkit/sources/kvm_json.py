@@ -11,18 +11,13 @@ import json
 
 from .._errors import InputError
 from ..table import REGISTERS, CpuidEntry, CpuidTable
-from ._common import number
+from ._common import load_json, number, shorten
 
 _KNOWN = {"function", "index", "flags", *REGISTERS, "padding"}
 
 
 def parse(text: str, source: str | None) -> list[CpuidEntry]:
-    try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise InputError(f"not valid JSON: {e.msg}", source=source, where=f"line {e.lineno} column {e.colno}") from None
-    except RecursionError:
-        raise InputError("JSON nested too deeply", source=source) from None
+    doc = load_json(text, source)
     if isinstance(doc, dict):
         if "entries" not in doc:
             raise InputError('expected a list of entries or an object with "entries"', source=source)
@@ -40,7 +35,7 @@ def parse(text: str, source: str | None) -> list[CpuidEntry]:
         where = f"entry {i} (function {fn:#x})"
         unknown = sorted(set(item) - _KNOWN)
         if unknown:
-            raise InputError(f"unknown key(s) {', '.join(map(repr, unknown))}", source=source, where=where)
+            raise InputError(f"unknown key(s) {', '.join(shorten(k, 30) for k in unknown[:5])}", source=source, where=where)
         missing = [r for r in REGISTERS if r not in item]
         if missing:
             raise InputError(f"missing register(s) {', '.join(missing)}", source=source, where=where)

@@ -11,7 +11,7 @@ import re
 
 from .._errors import InputError
 from ..table import CpuidEntry
-from ._common import raw_entry
+from ._common import indexed_flags, shorten, small_int
 
 _LINE = re.compile(
     r"^CPUID (?P<fn>[0-9A-Fa-f]{8}): (?P<eax>[0-9A-Fa-f]{8})-(?P<ebx>[0-9A-Fa-f]{8})-"
@@ -33,7 +33,7 @@ def parse(text: str, source: str | None, cpu: int | None = None) -> list[CpuidEn
             continue
         m = _CPU.match(line)
         if m:
-            current = int(m["n"])
+            current = small_int(m["n"], what="CPU number", where=f"line {lineno}", source=source)
             cpus[current] = []
             continue
         if line.startswith("---"):
@@ -41,18 +41,21 @@ def parse(text: str, source: str | None, cpu: int | None = None) -> list[CpuidEn
         m = _LINE.match(line)
         if not m:
             raise InputError(
-                f"expected `CPUID XXXXXXXX: EAX-EBX-ECX-EDX [SL nn]`, got {line[:60]!r}",
+                f"expected `CPUID XXXXXXXX: EAX-EBX-ECX-EDX [SL nn]`, got {shorten(line)}",
                 source=source, where=f"line {lineno}",
             )
         if current is None:
             current = 0
             cpus[0] = []
-        sub = int(m["sl"], 16) if m["sl"] else 0
-        cpus[current].append(raw_entry(int(m["fn"], 16), sub, *(int(m[k], 16) for k in ("eax", "ebx", "ecx", "edx"))))
+        sub = small_int(m["sl"], what="subleaf", where=f"line {lineno}", source=source, base=16) if m["sl"] else 0
+        fn = int(m["fn"], 16)
+        # the pattern bounds the function and registers to 8 hex digits, small_int the subleaf to 32 bits
+        cpus[current].append(CpuidEntry.trusted(fn, sub, indexed_flags(fn), *(int(m[k], 16) for k in ("eax", "ebx", "ecx", "edx"))))
     if not cpus or not any(cpus.values()):
         raise InputError("no CPUID lines found", source=source)
     if cpu is None:
         cpu = min(cpus)
     if cpu not in cpus:
-        raise InputError(f"CPU {cpu} is not in this dump (CPUs: {', '.join(map(str, sorted(cpus)))})", source=source)
+        listing = ", ".join(map(str, sorted(cpus)[:20])) + (", …" if len(cpus) > 20 else "")
+        raise InputError(f"CPU {cpu} is not in this dump (CPUs: {listing})", source=source)
     return cpus[cpu]

@@ -12,8 +12,8 @@ import re
 
 from .._errors import InputError
 from ..table import CpuidEntry, CpuidTable
+from ._common import shorten, small_int
 
-_KV = re.compile(r"^(?P<k>[^:]+?)\s*:\s?(?P<v>.*)$")
 _ADDR = re.compile(r"(?P<phys>\d+) bits physical, (?P<virt>\d+) bits virtual")
 
 
@@ -28,19 +28,22 @@ def _block(text: str, source: str | None) -> dict[str, tuple[int, str]]:
             if info:
                 break
             continue
-        m = _KV.match(line)
-        if not m:
-            raise InputError(f"expected `key : value`, got {line[:60]!r}", source=source, where=f"line {lineno}")
-        info.setdefault(m["k"].strip(), (lineno, m["v"].strip()))
+        key, colon, value = line.partition(":")  # not a regular expression: linear on any line
+        if not colon or not key:
+            raise InputError(f"expected `key : value`, got {shorten(line)}", source=source, where=f"line {lineno}")
+        info.setdefault(key.strip(), (lineno, value.strip()))
     return info
 
 
-def _int(info, key, source) -> int:
+def _int(info, key, source, limit: int = 0xFFFF) -> int:
     lineno, val = info[key]
     try:
-        return int(val, 0)
+        n = int(val, 0) if len(val) <= 20 else None
     except ValueError:
-        raise InputError(f"{key!r} must be a number, got {val!r}", source=source, where=f"line {lineno}") from None
+        n = None
+    if n is None or not 0 <= n <= limit:
+        raise InputError(f"{key!r} must be a number from 0 to {limit}, got {shorten(val)}", source=source, where=f"line {lineno}")
+    return n
 
 
 def parse(text: str, source: str | None) -> list[CpuidEntry]:
@@ -52,12 +55,13 @@ def parse(text: str, source: str | None) -> list[CpuidEntry]:
             raise InputError(f"no {key!r} line in the first processor block", source=source)
     vendor = info["vendor_id"][1]
     if len(vendor) != 12 or not vendor.isascii():
-        raise InputError(f"vendor_id must be 12 ASCII characters, got {vendor!r}", source=source, where=f"line {info['vendor_id'][0]}")
+        raise InputError(f"vendor_id must be 12 ASCII characters, got {shorten(vendor)}", source=source, where=f"line {info['vendor_id'][0]}")
     raw = vendor.encode("ascii")
     ebx, edx, ecx = (int.from_bytes(raw[i:i + 4], "little") for i in (0, 4, 8))
     table = CpuidTable([CpuidEntry(0, 0, 0, 0, ebx, ecx, edx)], source=source)
     if {"cpu family", "model", "stepping"} <= set(info):
-        fam, model, step = (_int(info, k, source) for k in ("cpu family", "model", "stepping"))
+        # the largest values leaf 1 EAX can encode: family 0xF + 0xFF (extended), model 0xFF, stepping 0xF
+        fam, model, step = (_int(info, k, source, limit) for k, limit in (("cpu family", 0x10E), ("model", 0xFF), ("stepping", 0xF)))
         base_fam, ext_fam = (fam, 0) if fam < 0xF else (0xF, fam - 0xF)
         eax = step & 0xF | (model & 0xF) << 4 | (base_fam & 0xF) << 8 | ((model >> 4) & 0xF) << 16 | (ext_fam & 0xFF) << 20
         table = table.with_entry(CpuidEntry(1, eax=eax))
@@ -67,10 +71,14 @@ def parse(text: str, source: str | None) -> list[CpuidEntry]:
         if fields:
             table = table.set_field(fields[0].ref, 1)
     if "address sizes" in info:
-        m = _ADDR.search(info["address sizes"][1])
+        lineno, text = info["address sizes"]
+        m = _ADDR.search(text)
         if m:
-            table = table.set_field("0x80000008.0.eax[7:0]", int(m["phys"]) & 0xFF)
-            table = table.set_field("0x80000008.0.eax[15:8]", int(m["virt"]) & 0xFF)
+            where = f"line {lineno}"
+            phys = small_int(m["phys"], what="physical address width", where=where, source=source, limit=0xFF)
+            virt = small_int(m["virt"], what="virtual address width", where=where, source=source, limit=0xFF)
+            table = table.set_field("0x80000008.0.eax[7:0]", phys)
+            table = table.set_field("0x80000008.0.eax[15:8]", virt)
     basic = max((e.function for e in table if e.function < 0x40000000), default=0)
     ext = max((e.function for e in table if e.function >= 0x80000000), default=None)
     table = table.set_field("0x0.0.eax", basic)
