@@ -8,10 +8,12 @@ The whole tree::
     │                             and what was expected
     ├── LookupFailed (KeyError)   a field name or leaf the catalog does not know,
     │                             or a name that is ambiguous
-    └── KvmError (OSError)        KVM (real or modelled) refused an operation;
-        │                         carries the errno name, the rule id, an
-        │                         explanation and the kernel source
-        └── KvmUnavailable        /dev/kvm is missing or not accessible
+    ├── KvmError (OSError)        KVM (real or modelled) refused an operation;
+    │   │                         carries the errno name, the rule id, an
+    │   │                         explanation and the kernel source
+    │   └── KvmUnavailable        /dev/kvm is missing or not accessible
+    └── WriteFailed (OSError)     an output file could not be written; the old
+                                  file, if any, is unchanged
 
 Catch ``CpuidkitError`` to catch everything; catch ``ValueError`` or ``OSError``
 where the built-in meaning is what matters.
@@ -27,6 +29,7 @@ __all__ = [
     "LookupFailed",
     "KvmError",
     "KvmUnavailable",
+    "WriteFailed",
 ]
 
 
@@ -97,3 +100,19 @@ class KvmError(CpuidkitError, OSError):
 
 class KvmUnavailable(KvmError):
     """/dev/kvm is missing or cannot be opened by this process."""
+
+
+class WriteFailed(CpuidkitError, OSError):
+    """Writing an output file failed; the old file (if any) is unchanged.
+
+    An ``OSError`` (with the original errno) and a :class:`CpuidkitError`, so
+    the command line reports it in one line instead of a traceback.
+    """
+
+    def __init__(self, path: str, reason: str, code: int | None = None):
+        self.path = path
+        self.reason = reason
+        super().__init__(code or _errno.EIO, f"cannot write {path}: {reason}; the old file, if any, is unchanged")
+
+    def __str__(self) -> str:
+        return self.args[1]

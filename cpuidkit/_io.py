@@ -11,32 +11,17 @@ so the file the link points to is replaced and the link stays a link.
 
 from __future__ import annotations
 
-import errno as _errno
 import os
 import tempfile
 from pathlib import Path
 
-from ._errors import CpuidkitError
+from ._errors import CpuidkitError, WriteFailed  # noqa: F401 (re-exported)
 
 MAX_INPUT_BYTES = 16 * 1024 * 1024  # inputs larger than this are refused (a CPUID dump is < 1 MiB)
 
 __all__ = ["MAX_INPUT_BYTES", "WriteFailed", "atomic_write_bytes", "atomic_write_text"]
 
 
-class WriteFailed(CpuidkitError, OSError):
-    """Writing an output file failed; the old file (if any) is unchanged.
-
-    An ``OSError`` (with the original errno) and a :class:`CpuidkitError`, so
-    the command line reports it in one line instead of a traceback.
-    """
-
-    def __init__(self, path: str, reason: str, code: int | None = None):
-        self.path = path
-        self.reason = reason
-        super().__init__(code or _errno.EIO, f"cannot write {path}: {reason}; the old file, if any, is unchanged")
-
-    def __str__(self) -> str:
-        return self.args[1]
 
 
 def _sync_folder(folder: Path) -> None:

@@ -17,6 +17,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from cpuidkit._io import atomic_write_text  # noqa: E402
+
 from cpuidkit.catalog import catalog  # noqa: E402
 from cpuidkit.kvm.ownership import classify_field  # noqa: E402
 
@@ -35,7 +37,7 @@ def main() -> None:
     for row, owner in zip(rows, owners):
         row["owner"] = owner
         w.writerow(row)
-    path.write_text("".join(comments) + out.getvalue())
+    atomic_write_text(path, "".join(comments) + out.getvalue())
     from collections import Counter
 
     print(Counter(owners))

@@ -15,6 +15,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from cpuidkit._io import atomic_write_text  # noqa: E402
+
 from cpuidkit.sources import load  # noqa: E402
 from cpuidkit.sources.kvm_json import dump  # noqa: E402
 
@@ -35,7 +37,7 @@ def main() -> None:
             "host_kernel_release": meta.get("kernel_version"),
             "entries": json.loads(dump(load(p))),
         }
-        (out / f"{cpu}_{kernel}.json").write_text(json.dumps(doc, indent=1) + "\n")
+        atomic_write_text(out / f"{cpu}_{kernel}.json", json.dumps(doc, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -14,6 +14,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from cpuidkit._io import atomic_write_text  # noqa: E402
+
 from cpuidkit.sources import load  # noqa: E402
 from cpuidkit.sources.kvm_json import dump  # noqa: E402
 
@@ -35,7 +37,7 @@ HOSTS = [
 
 
 def write(name: str, doc: dict) -> None:
-    (ROOT / "data" / "hosts" / f"{name}.json").write_text(json.dumps(doc, indent=1) + "\n")
+    atomic_write_text(ROOT / "data" / "hosts" / f"{name}.json", json.dumps(doc, indent=1) + "\n")
 
 
 def main() -> None:
