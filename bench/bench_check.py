@@ -2,7 +2,7 @@
 
 Prints medians and writes nothing; bench/run_all.py collects the figures.
   verdict:   SimulatedVcpu.set_cpuid + get_cpuid (KVM's verdict and the stored table)
-  annotated: cpuidkit.check() with field ownership (+ lint when available)
+  annotated: cpuidkit.check() (field ownership, derived state, lint findings) and its as_dict()
   live:      KVM_CREATE_VM + KVM_CREATE_VCPU + KVM_SET_CPUID2 + KVM_GET_CPUID2 + close, through LiveVcpu
 """
 
@@ -47,21 +47,14 @@ def measure(n: int = 300) -> dict:
         vendor, kernel = "pvm", "6.18"
     # the 61-entry KVM_GET_SUPPORTED_CPUID recorded on one of our machines (data/hosts/live-kvm-epyc.json)
     table = HostProfile.builtin("live-kvm-epyc").supported
-    try:
-        from cpuidkit.lint import lint_table
-    except ImportError:
-        lint_table = None
 
     def verdict():
         v = SimulatedVcpu(kernel=kernel, vendor=vendor, host=host)
         v.set_cpuid(table)
         v.get_cpuid()
 
-    def annotated():
-        out = check(table, kernel=kernel, vendor=vendor, host=host)
-        if lint_table is not None:
-            lint_table(table, host=host)
-        out.as_dict()
+    def annotated():  # check() carries the ownership of every field, the derived state and the lint findings
+        check(table, kernel=kernel, vendor=vendor, host=host).as_dict()
 
     res = {"entries": len(table), "verdict_us": _median_us(verdict, n), "annotated_us": _median_us(annotated, max(n // 5, 20))}
     if live_ok:

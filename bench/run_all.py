@@ -1,5 +1,7 @@
 """`make bench`: measure every speed figure, print each against its goal, write bench/results.json.
 
+    python bench/run_all.py [N]     # N random model-vs-kernel agreement cases (default 2000)
+
 Each figure comes from one bench/bench_*.py module's ``measure()``; a module
 that is missing or cannot run on this machine (no /dev/kvm, no chromium)
 gives null with the reason.  Benchmarks report; they never fail the build.
@@ -40,7 +42,9 @@ def _load(name: str):
     return mod
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    n_agreement = int(args[0]) if args else 2000
     results: dict = {}
     notes: dict = {}
     cache: dict = {}
@@ -63,15 +67,27 @@ def main() -> int:
             notes[key] = value
         elif results[key] is None:
             notes[key] = value.get("live_note") or value.get("note") or "not measurable here"
+    # the model-vs-kernel agreement over N seeded random scenarios (and every scripted one): no goal, a figure
+    results.update(agreement_cases=None, agreement_agreed=None, agreement_ratio=None)
     ag = _load("bench_agreement")
-    if ag is not None:
+    if ag is None:
+        notes["agreement"] = "bench/bench_agreement.py does not exist"
+    else:
+        t = time.perf_counter()
         try:
-            a = ag.measure(2000, 1)
-            results["agreement_cases"] = a.get("cases")
-            results["agreement_agreed"] = a.get("agreed")
-            results["agreement_ratio"] = (a["agreed"] / a["cases"]) if a.get("cases") else None
+            a = ag.measure(n_agreement, 1)
+            if a.get("cases"):
+                results["agreement_cases"] = a["cases"]
+                results["agreement_agreed"] = a["agreed"]
+                results["agreement_ratio"] = a["agreed"] / a["cases"]
+                results["agreement_scripted"] = a.get("scripted")
+                results["agreement_scripted_agreed"] = a.get("scripted_agreed")
+            else:
+                notes["agreement"] = a.get("note") or "no case could run here"
         except Exception as e:
             notes["agreement"] = f"{type(e).__name__}: {e}"
+            traceback.print_exc()
+        print(f"[bench_agreement took {time.perf_counter() - t:.1f} s]")
     if notes:
         results["notes"] = notes
     print()
@@ -82,11 +98,15 @@ def main() -> int:
         verdict = "" if v is None else ("  ok" if v <= goal else "  over goal")
         print(f"{key:<26} {shown:>12} {'≤ ' + str(goal):>8}{verdict}")
     if results.get("agreement_cases"):
-        print(f"{'model-vs-kernel agreement':<26} {results['agreement_agreed']}/{results['agreement_cases']}")
+        print(f"{'model-vs-kernel agreement':<26} {results['agreement_agreed']:>5}/{results['agreement_cases']:<6} "
+              f"random cases ({100 * results['agreement_ratio']:.2f} %), "
+              f"{results.get('agreement_scripted_agreed')}/{results.get('agreement_scripted')} scripted")
+    else:
+        print(f"{'model-vs-kernel agreement':<26} {'n/a':>12}")
     for key, why in notes.items():
         print(f"  {key}: {why}")
     atomic_write_text(HERE / "results.json", json.dumps(results, indent=1, sort_keys=True) + "\n")
-    print(f"\nwrote {HERE / 'results.json'}")
+    print("\nwrote bench/results.json")
     return 0
 
 

@@ -83,6 +83,18 @@ class FieldValue:
         return self.field.name
 
 
+_FV_FIELD, _FV_SUBLEAF, _FV_VALUE = (FieldValue.__dict__[n].__set__ for n in ("field", "subleaf", "value"))
+
+
+def _field_value(f: Field, subleaf: int, value: int) -> FieldValue:
+    """``FieldValue(f, subleaf, value)`` without the frozen dataclass's per-attribute ``__setattr__`` detour."""
+    fv = object.__new__(FieldValue)
+    _FV_FIELD(fv, f)
+    _FV_SUBLEAF(fv, subleaf)
+    _FV_VALUE(fv, value)
+    return fv
+
+
 def _parse_bits(text: str, where: str, source: str) -> tuple[int, int]:
     try:
         if ":" in text:
@@ -118,6 +130,17 @@ class Catalog:
         for f in self.fields:
             self._by_name.setdefault(f.name, []).append(f)
             self._by_reg.setdefault((f.leaf, f.register), []).append(f)
+        # decode()'s plan, computed once: runs of consecutive fields in one register (same leaf, subleaf range
+        # and register), each with what the loop needs; the fields keep their catalog order
+        groups: list[tuple] = []
+        for f in self.fields:
+            member = (f, f.lo, (1 << (f.hi - f.lo + 1)) - 1)
+            g = groups[-1] if groups else None
+            if g is not None and (g[0], g[1][0], g[1][-1], g[3]) == (f.leaf, f.sub_lo, f.sub_hi, f.register):
+                g[4].append(member)
+            else:
+                groups.append((f.leaf, tuple(f.subleaves), f.sub_lo != f.sub_hi, f.register, [member]))
+        self._groups = tuple((leaf, subs, ranged, reg, tuple(members)) for leaf, subs, ranged, reg, members in groups)
 
     def __iter__(self) -> Iterator[Field]:
         return iter(self.fields)
@@ -183,26 +206,52 @@ class Catalog:
         return sorted({f.leaf for f in self.fields})
 
     # -- decoding ------------------------------------------------------------
+    def registers(self, table: CpuidTable) -> Iterator[tuple[int, str, tuple, list[tuple[int, int]]]]:
+        """The registers :meth:`values` decodes, in catalog order: ``(leaf, register, members, found)`` where
+        ``members`` are consecutive catalog fields of that register, each ``(field, lo, ones)``, and ``found`` the
+        ``(subleaf, register value)`` pairs they are decoded from (several for a field with a subleaf range)."""
+        present = set(table.functions())
+        get = table.get
+        indices: dict[int, set[int]] | None = None
+        for leaf, subs, ranged, reg, members in self._groups:
+            if leaf not in present:
+                continue
+            if not ranged:
+                sub = subs[0]
+                e = get(leaf, sub)
+                if e is not None:
+                    yield leaf, reg, members, [(sub, getattr(e, reg))]
+                continue
+            # a ranged field only decodes entries really present for that subleaf, so only the subleaves some
+            # entry of the leaf carries as its index can match (looked up in ascending order, as KVM would)
+            if indices is None:
+                indices = {}
+                for e in table:
+                    indices.setdefault(e.function, set()).add(e.index)
+            found = []
+            for sub in sorted(indices.get(leaf, ())):
+                if sub < subs[0] or sub > subs[-1]:
+                    continue
+                e = get(leaf, sub)
+                if e is not None and e.index == sub:
+                    found.append((sub, getattr(e, reg)))
+            if found:
+                yield leaf, reg, members, found
+
+    def values(self, table: CpuidTable) -> list[tuple[Field, int, int]]:
+        """``(field, subleaf, value)`` for every catalog field present in ``table``: :meth:`decode` without the
+        :class:`FieldValue` objects (the same fields, in the same order)."""
+        out = []
+        append = out.append
+        for _leaf, _reg, members, found in self.registers(table):
+            for f, lo, ones in members:
+                for sub, rv in found:
+                    append((f, sub, (rv >> lo) & ones))
+        return out
+
     def decode(self, table: CpuidTable) -> list[FieldValue]:
         """Every catalog field present in ``table``, with its value (KVM lookup rules)."""
-        out = []
-        present = set(table.functions())
-        entries: dict[tuple[int, int], object] = {}
-        for f in self.fields:
-            if f.leaf not in present:
-                continue
-            ranged = f.sub_lo != f.sub_hi
-            for sub in f.subleaves:
-                key = (f.leaf, sub)
-                e = entries.get(key, False)
-                if e is False:
-                    e = entries[key] = table.get(f.leaf, sub)
-                if e is None:
-                    continue
-                if ranged and e.index != sub:
-                    continue  # a ranged field only decodes entries really present for that subleaf
-                out.append(FieldValue(f, sub, (getattr(e, f.register) >> f.lo) & ((1 << (f.hi - f.lo + 1)) - 1)))
-        return out
+        return [_field_value(f, sub, value) for f, sub, value in self.values(table)]
 
     def features(self, table: CpuidTable) -> list[str]:
         """Names of the one-bit fields that are set, in catalog order (no duplicates)."""

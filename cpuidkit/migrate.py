@@ -11,7 +11,7 @@ rule                        what is compared
 ``vendor``                  guest vendor string against the destination CPU's
 ``cpuid_rejected``          the model's KVM_SET_CPUID2 of the guest table on the destination
 ``feature_missing``         CPU features the guest sees that the destination cannot provide
-``feature_synthesized``     features KVM derives from host mitigations rather than raw CPUID
+``feature_synthesized``     features KVM sets from the host kernel's state (mitigations, microcode, emulation), not raw CPUID
 ``xcr0_components``         the guest's XCR0 against the destination's guest_supported_xcr0
 ``amx_permission``          the dynamic-feature permission the destination VMM must request
 ``xsave_layout``            standard-format offsets/sizes the guest sized its buffers from
@@ -42,11 +42,16 @@ SEVERITIES = ("blocker", "warning", "info")
 # x2apic in software", "TSC_ADJUST and ARCH_CAPABILITIES are emulated in software", ARAT forced in leaf 6;
 # HYPERVISOR and TSC_DEADLINE are set by KVM_GET_SUPPORTED_CPUID for an in-kernel LAPIC).
 KVM_PROVIDED = frozenset({"x2apic", "hypervisor", "tsc_deadline_timer", "tsc_adjust", "arch_capabilities", "arat"})
-# Bits KVM derives from the host's mitigation state rather than from raw CPUID (kvm_set_cpu_caps): a
+# Bits KVM sets from the host kernel's state (mitigations, microcode, emulation) rather than raw CPUID: a
 # difference here is worth a look, not a verdict.
+# 6.12 kvm_set_cpu_caps also sets SBPB, IBPB_BRTYPE, SRSO_NO, VERW_CLEAR and TSA_*_NO from the host kernel's
+# own flags (kvm_cpu_cap_check_and_set; SYNTHESIZED_F in 6.18); 6.18 sets AMD_IBPB_RET when the host has it;
+# vmx_set_cpu_caps sets UMIP when KVM can emulate it and DS/DTES64 when the PMU supports PEBS.
 KVM_SYNTHESIZED = frozenset({
     "spec_ctrl", "intel_stibp", "spec_ctrl_ssbd", "amd_ibpb", "amd_ibrs", "amd_stibp", "amd_ssbd", "amd_ssb_no",
     "virt_ssbd", "lfence_rdtsc", "null_sel_clr_base", "no_smm_ctl_msr", "flush_l1d", "md_clear",
+    "sbpb", "ibpb_brtype", "srso_no", "verw_clear", "tsa_sq_no", "tsa_l1_no", "tsa_fill_no", "amd_ibpb_ret",
+    "umip", "dts", "dtes64",
 })
 # Fields KVM rewrites at runtime or that this module compares through a dedicated rule.
 _SKIP = frozenset({"osxsave", "ospke", "apic", "la57", "xsave"})
@@ -58,11 +63,11 @@ _VIRTUALIZABLE_REGS = frozenset({
     (1, 0, "ecx"), (1, 0, "edx"), (7, 0, "ebx"), (7, 0, "ecx"), (7, 0, "edx"), (7, 1, "eax"), (7, 1, "edx"),
     (0xD, 1, "eax"), (0x80000001, 0, "ecx"), (0x80000001, 0, "edx"), (0x80000008, 0, "ebx"), (0x80000021, 0, "eax"),
 })
-# ...and, in those registers, the bits kvm_set_cpu_caps masks off for every guest (6.12: "0 /* DTES64, MONITOR */",
-# "DS-CPL, VMX, SMX, EST", "TM2", "xTPR", "DCA", "PSN", "DS, ACPI", "HTT, TM, Reserved, PBE", INTEL_PT), plus
-# 0x80000007 EDX[8] (invariant TSC), which KVM does offer.
-_NEVER_OFFERED = frozenset({"dtes64", "monitor", "ds_cpl", "smx", "est", "tm2", "cid", "sdbg", "xtpr", "dca", "pn",
-                            "dts", "acpi", "ss", "ht", "tm", "ia64", "pbe", "intel_pt"})
+# ...and, in those registers, the bits kvm_set_cpu_caps masks off for every guest (6.12: MONITOR, "DS-CPL, VMX,
+# SMX, EST", "TM2", "xTPR", "DCA", "PSN", "ACPI", "HTT, TM, Reserved, PBE"; INTEL_PT is vendor-set).  DS and
+# DTES64 are offered by VMX with PEBS and SELFSNOOP (ss) is offered (F(SELFSNOOP)), so they are not listed.
+_NEVER_OFFERED = frozenset({"monitor", "ds_cpl", "smx", "est", "tm2", "cid", "sdbg", "xtpr", "dca", "pn",
+                            "acpi", "ht", "tm", "ia64", "pbe", "intel_pt"})
 _EXTRA_FLAGS = frozenset({"constant_tsc"})
 
 
@@ -174,7 +179,7 @@ def _features(guest: CpuidTable, dest: HostProfile, kernel: str, vendor: str, fi
     if synthesized:
         findings.append(Finding(
             "warning", "feature_synthesized", synthesized,
-            f"{', '.join(synthesized)}: KVM derives these from the host's mitigations, not from raw CPUID, so "
+            f"{', '.join(synthesized)}: KVM sets these from the host kernel's state (mitigations, microcode, emulation), not from raw CPUID, so "
             f"{where} is not conclusive; compare KVM_GET_SUPPORTED_CPUID on the destination before relying on it."))
 
 

@@ -17,6 +17,7 @@ from ..table import CpuidTable
 from .host import HostProfile
 from .interface import MSR_IA32_APICBASE, MSR_IA32_MISC_ENABLE, MSR_IA32_XSS
 from .ownership import Ownership, ownership
+from .ownership import as_dicts as ownership_dicts
 from .vcpu import SimulatedVcpu
 from ..lint import lint_table
 
@@ -129,7 +130,7 @@ class Outcome:
             "vendor": self.vendor,
             "host": self.host,
             "stored": self.stored.as_dicts(),
-            "fields": [o.as_dict() for o in self.fields],
+            "fields": ownership_dicts(self.fields),
             "derived": self.derived,
             "state_errors": self.state_errors,
             "lint": self.lint,

@@ -106,6 +106,8 @@ class KernelProfile:
         self.version = parse_version(version)
         self.name = _fmt(self.version)
         self._cache: dict[str, Behaviour] = {}
+        self._flags: dict[str, bool] = {}  # flag() and number() answers (the rows never change)
+        self._numbers: dict[str, int] = {}
 
     def __repr__(self) -> str:
         return f"KernelProfile({self.name!r})"
@@ -130,18 +132,27 @@ class KernelProfile:
         raise LookupFailed(f"behaviour {bid!r} has no row for kernel {self.name}")
 
     def value(self, bid: str) -> str:
-        return self.behaviour(bid).value
+        hit = self._cache.get(bid)
+        return hit.value if hit is not None else self.behaviour(bid).value
 
     def flag(self, bid: str) -> bool:
+        hit = self._flags.get(bid)
+        if hit is not None:
+            return hit
         v = self.value(bid).strip().lower()
         if v in ("true", "yes", "1"):
+            self._flags[bid] = True
             return True
         if v in ("false", "no", "0"):
+            self._flags[bid] = False
             return False
         raise InputError(f"behaviour {bid!r} value {v!r} is not true/false", source="kvm-behaviours.csv")
 
     def number(self, bid: str) -> int:
-        return int(self.value(bid), 0)
+        hit = self._numbers.get(bid)
+        if hit is None:
+            hit = self._numbers[bid] = int(self.value(bid), 0)
+        return hit
 
     def source(self, bid: str) -> str:
         return self.behaviour(bid).source

@@ -40,16 +40,69 @@ class Ownership:
 
     def as_dict(self) -> dict:
         f = self.field
+        hit = _STATIC.get(id(f))
+        if hit is None or hit[0] is not f:
+            hit = _STATIC[id(f)] = (f, f.name, f.leaf, f.register, f.bits)
         return {
-            "name": f.name,
-            "leaf": f.leaf,
+            "name": hit[1],
+            "leaf": hit[2],
             "subleaf": self.subleaf,
-            "register": f.register,
-            "bits": f.bits,
+            "register": hit[3],
+            "bits": hit[4],
             "value": self.value,
             "owner": self.owner,
             "driver": self.driver,
         }
+
+
+# Per catalog field (by identity, checked): the parts of as_dict() that depend on the field only.
+_STATIC: dict[int, tuple] = {}
+
+
+_VMASKS: dict[tuple[str, int], tuple[object, dict]] = {}
+
+
+def _vendor_masks(vendor: str, rewrite: dict | None) -> dict[tuple[int, int, str], int]:
+    """A memo of ``vendor_mask(vendor, rewrite, …)`` per (leaf, subleaf, register), kept per vendor and measured
+    rewrite (host profiles never change theirs; the rewrite is held so its id stays its own)."""
+    key = (vendor, id(rewrite))
+    hit = _VMASKS.get(key)
+    if hit is None or hit[0] is not rewrite:
+        if len(_VMASKS) > 64:
+            _VMASKS.clear()
+        hit = _VMASKS[key] = (rewrite, {})
+    return hit[1]
+
+
+def as_dicts(items: list[Ownership]) -> list[dict]:
+    """``[o.as_dict() for o in items]``, without a method call per field."""
+    static = _STATIC
+    out = []
+    append = out.append
+    for o in items:
+        d = o.__dict__
+        f = d["field"]
+        hit = static.get(id(f))
+        if hit is None or hit[0] is not f:
+            hit = static[id(f)] = (f, f.name, f.leaf, f.register, f.bits)
+        append({"name": hit[1], "leaf": hit[2], "subleaf": d["subleaf"], "register": hit[3], "bits": hit[4],
+                "value": d["value"], "owner": d["owner"], "driver": d["driver"]})
+    return out
+
+
+def _make(f: Field, subleaf: int, value: int, owner: str, driver: str | None) -> Ownership:
+    """``Ownership(...)`` without the frozen dataclass's per-attribute ``object.__setattr__`` calls."""
+    o = _new(Ownership)
+    d = o.__dict__
+    d["field"] = f
+    d["subleaf"] = subleaf
+    d["value"] = value
+    d["owner"] = owner
+    d["driver"] = driver
+    return o
+
+
+_new = object.__new__
 
 
 def runtime_drivers(vcpu: "SimulatedVcpu", table: CpuidTable) -> dict[tuple, str]:
@@ -93,26 +146,56 @@ def ownership(vcpu: "SimulatedVcpu", table: CpuidTable | None = None) -> list[Ow
     """Ownership of every catalog field present in the vCPU's stored table."""
     table = vcpu.get_cpuid() if table is None else table
     drivers = runtime_drivers(vcpu, table)
+    driven = {(k[0], k[1], k[2]) for k in drivers}
     rewrite = vcpu.host.vendor_rewrite
-    vmasks: dict[tuple[int, int, str], int] = {}
+    vendor = vcpu.vendor
+    vendor_driver = f"{vendor} module"
+    sup = vcpu.host.supported
+    vmasks = _vendor_masks(vendor, rewrite)
     out = []
-    for fv in catalog().decode(table):
-        f = fv.field
-        driver = drivers.get((f.leaf, fv.subleaf, f.register, f.hi, f.lo))
-        if driver:
-            owner = "runtime"
-        else:
-            key = (f.leaf, fv.subleaf, f.register)
+    append = out.append
+    for leaf, reg, members, found in catalog().registers(table):
+        # per subleaf: the runtime drivers of this register, the vendor module's mask, and (for feature leaves
+        # on a host with a measured KVM_GET_SUPPORTED_CPUID) the supported register, -1 when the entry is absent
+        info = []
+        for sub, rv in found:
+            key = (leaf, sub, reg)
             vm = vmasks.get(key)
             if vm is None:
-                vm = vmasks[key] = vendor_mask(vcpu.vendor, rewrite, *key)
-            if vm & f.mask:
-                owner, driver = "vendor", f"{vcpu.vendor} module"
-            elif _not_virtualized(vcpu, f, fv.subleaf, fv.value):
-                owner = "not-virtualized"
-            else:
-                owner = "passthrough"
-        out.append(Ownership(f, fv.subleaf, fv.value, owner, driver))
+                vm = vmasks[key] = vendor_mask(vendor, rewrite, leaf, sub, reg)
+            supported = None
+            if sup is not None and leaf in FEATURE_LEAVES:
+                e = sup.get(leaf, sub)
+                supported = -1 if e is None else getattr(e, reg)
+            info.append((sub, rv, key in driven, vm, supported))
+        if len(info) == 1 and not info[0][2] and not info[0][3] and info[0][4] is None:
+            # the common case: one subleaf, no runtime driver, no vendor bits, nothing to compare: passthrough
+            sub, rv = info[0][0], info[0][1]
+            for f, lo, ones in members:
+                o = _new(Ownership)
+                d = o.__dict__
+                d["field"] = f
+                d["subleaf"] = sub
+                d["value"] = (rv >> lo) & ones
+                d["owner"] = "passthrough"
+                d["driver"] = None
+                append(o)
+            continue
+        for f, lo, ones in members:
+            flag = ones == 1
+            for sub, rv, has_driver, vm, supported in info:
+                value = (rv >> lo) & ones
+                if has_driver:
+                    driver = drivers.get((leaf, sub, reg, f.hi, lo))
+                    if driver:
+                        append(_make(f, sub, value, "runtime", driver))
+                        continue
+                if vm and vm & (ones << lo):
+                    append(_make(f, sub, value, "vendor", vendor_driver))
+                elif value and flag and supported is not None and (supported == -1 or not (supported >> lo) & 1):
+                    append(_make(f, sub, value, "not-virtualized", None))
+                else:
+                    append(_make(f, sub, value, "passthrough", None))
     return out
 
 

@@ -216,7 +216,7 @@ def reserved_gpa_bits(maxphyaddr: int) -> int:
 
 def _has(table: CpuidTable, leaf: int, sub: int, reg: str, bit: int) -> bool:
     e = table.get(leaf, sub)
-    return bool(e is not None and e.reg(reg) >> bit & 1)
+    return bool(e is not None and getattr(e, reg) >> bit & 1)  # reg is always one of REGISTERS here
 
 
 @functools.lru_cache(maxsize=256)
@@ -254,15 +254,21 @@ def efer_allowed(guest: CpuidTable, kernel: KernelProfile | None = None) -> int:
     The EFER bits that need a CPUID feature come from the kernel's ``efer_checks`` row
     (AUTOIBRS joins in 6.3); other EFER bits are KVM-global, not CPUID-dependent.
     """
-    if kernel is not None:
-        checked = {tok.split("<-")[0].strip() for tok in kernel.value("efer_checks").split(";") if tok.strip()}
-    else:
-        checked = set(EFER_FEATURES)
+    checked = _efer_checked(kernel.value("efer_checks")) if kernel is not None else _ALL_EFER_CHECKED
     allowed = 1 << EFER["SCE"]
     for name, feat in EFER_FEATURES.items():
         if name not in checked or _has(guest, *feat):
             allowed |= 1 << EFER[name]
     return allowed
+
+
+_ALL_EFER_CHECKED = frozenset(EFER_FEATURES)
+
+
+@functools.lru_cache(maxsize=32)
+def _efer_checked(value: str) -> frozenset[str]:
+    """The EFER bits of an ``efer_checks`` row ("LME<-LM;NX<-NX;…")."""
+    return frozenset(tok.split("<-")[0].strip() for tok in value.split(";") if tok.strip())
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ PVM_DROPPED = (0x1D, 0x1E, 0x24)
 
 
 _PARSED: dict[int, tuple[dict, dict]] = {}
+_SETS: dict[int, tuple[dict, frozenset, frozenset]] = {}
 
 
 def _masks(rewrite: dict) -> dict[tuple[int, int], dict[str, tuple[int, int]]]:
@@ -47,29 +48,50 @@ def _masks(rewrite: dict) -> dict[tuple[int, int], dict[str, tuple[int, int]]]:
     return out
 
 
+def _sets(rewrite: dict) -> tuple[frozenset, frozenset]:
+    """(dropped functions, functions with measured registers) of a rewrite (cached per rewrite)."""
+    cached = _SETS.get(id(rewrite))
+    if cached is not None and cached[0] is rewrite:
+        return cached[1], cached[2]
+    dropped = frozenset(rewrite.get("dropped", PVM_DROPPED))
+    masked = frozenset(fn for fn, _ in _masks(rewrite))
+    _SETS[id(rewrite)] = (rewrite, dropped, masked)
+    return dropped, masked
+
+
 def pvm_rewrite(table: CpuidTable, rewrite: dict) -> CpuidTable:
     """Apply a measured pvm rewrite: forced bits per register, dropped leaves, appended 0xD entries."""
     masks = _masks(rewrite)
-    dropped = set(rewrite.get("dropped", PVM_DROPPED))
+    # only entries of the masked functions can be rewritten (or shadow one that is)
+    dropped, masked = _sets(rewrite)
     out: list[CpuidEntry] = []
+    append = out.append
     seen_first: set[tuple[int, int]] = set()
+    has_leaf1 = has_0xd = False
     for e in table:
-        if e.function in dropped:
+        fn = e.function
+        if fn in dropped:
             continue
-        key = (e.function, e.index if e.flags & 1 else 0)
+        if fn == 1:
+            has_leaf1 = True
+        elif fn == 0xD:
+            has_0xd = True
+        if fn not in masked:
+            append(e)
+            continue
+        key = (fn, e.index if e.flags & 1 else 0)
         first = key not in seen_first
         seen_first.add(key)
-        regs = masks.get((e.function, e.index)) if first else None
+        regs = masks.get((fn, e.index)) if first else None
         if regs:
             vals = {r: (e.reg(r) | f1) & ~f0 & 0xFFFFFFFF for r, (f1, f0) in regs.items()}
-            e = CpuidEntry.trusted(e.function, e.index, e.flags, vals.get("eax", e.eax), vals.get("ebx", e.ebx),
+            e = CpuidEntry.trusted(fn, e.index, e.flags, vals.get("eax", e.eax), vals.get("ebx", e.ebx),
                                    vals.get("ecx", e.ecx), vals.get("edx", e.edx))
-        out.append(e)
-    has_leaf1 = any(e.function == 1 for e in out)
+        append(e)
     appended = rewrite.get("appended", [])
     # measured: the 0xD entries are appended only while the table as set, plus them, fits
     # KVM_MAX_CPUID_ENTRIES (a 251-entry table got none, 248 after the drops); all or none
-    if has_leaf1 and not any(e.function == 0xD for e in out) and len(table) + len(appended) <= 256:
+    if has_leaf1 and not has_0xd and len(table) + len(appended) <= 256:
         out.extend(CpuidEntry(**a) for a in appended)
     return CpuidTable(out)
 

@@ -1,0 +1,203 @@
+"""`cpuidkit review`: the report's content, its formats, the committed examples, the kernel-note coverage."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+
+import pytest
+
+from conftest import DUMPS, ROOT, firecracker_dumps
+
+from cpuidkit.cli import main
+from cpuidkit.kvm.host import HostProfile, builtin_hosts
+from cpuidkit.report import (GENERAL, NOT_ABOUT_THE_TABLE, RELEVANCE, changing_behaviours, render_html,
+                             render_markdown, review)
+from cpuidkit.sources import load
+
+EXAMPLES = ROOT / "docs" / "examples"
+SPR_618 = "fingerprint_INTEL_SAPPHIRE_RAPIDS_6.18host.json"
+
+
+def _fp(name: str):
+    return DUMPS / "firecracker" / name
+
+
+def _make_examples():
+    spec = importlib.util.spec_from_file_location("make_examples", ROOT / "tools" / "make_examples.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+# -- the committed examples ----------------------------------------------------------------------------
+
+
+def test_committed_examples_are_up_to_date(shared_dir, tmp_path):
+    written = _make_examples().generate(shared_dir, tmp_path)
+    names = sorted(p.name for p in written)
+    assert len([n for n in names if n.startswith("fingerprint_") and n.endswith(".md")]) == len(firecracker_dumps()) == 18
+    committed = sorted(p.name for p in EXAMPLES.iterdir())
+    assert committed == names, "docs/examples differs in its files: run tools/make_examples.py"
+    for n in names:
+        assert (tmp_path / n).read_text() == (EXAMPLES / n).read_text(), \
+            f"docs/examples/{n} is stale: run .venv/bin/python tools/make_examples.py"
+
+
+def test_examples_carry_no_paths_or_dates():
+    for p in EXAMPLES.iterdir():
+        text = p.read_text()
+        assert str(ROOT) not in text and str(ROOT.parent) not in text
+        assert "../shared" not in text
+        assert not re.search(r"\b20\d\d-\d\d-\d\d[T ]\d\d:\d\d", text), p.name
+
+
+def test_examples_read_sensibly():
+    """What we expect of the 18 reviews, from what the fingerprints are (KVM_GET_SUPPORTED_CPUID on real hosts)."""
+    for p in sorted(EXAMPLES.glob("fingerprint_*.md")):
+        text = p.read_text()
+        assert "**KVM_SET_CPUID2: accepted**" in text, p.name
+        assert "the template holds their reset values" in text, p.name
+        assert "lint: 0 illegal, 0 insane" in text, p.name
+        for section in ("## 1. KVM's verdict", "## 2. Fields KVM owns at run time", "## 3. Features beyond",
+                        "## 4. Lint", "## 5. XSAVE", "## 6. Physical and linear", "## 7. Kernel-version notes"):
+            assert section in text, (p.name, section)
+        kernel = re.search(r"_(\d+\.\d+)host", p.name)[1]
+        assert f"| kernel | {kernel} " in text
+    spr510 = (EXAMPLES / "fingerprint_INTEL_SAPPHIRE_RAPIDS_5.10host-on-Xeon-w7-3465X.md").read_text()
+    assert "`amx_tile`: this host has it; KVM reports it from 5.17" in spr510
+    spr618 = (EXAMPLES / "fingerprint_INTEL_SAPPHIRE_RAPIDS_6.18host-on-Xeon-w7-3465X.md").read_text()
+    assert "KVM answers **EPERM** (rule `amx_dynamic_eperm`" in spr618
+    html = (EXAMPLES / "fingerprint_INTEL_SAPPHIRE_RAPIDS_6.18host-on-Xeon-w7-3465X.html").read_text()
+    assert html.count("<svg ") == 2 and "</html>" in html
+
+
+# -- the report --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def spr(shared_dir):
+    host = HostProfile.from_file(DUMPS / "libvirt" / "x86_64-cpuid-Xeon-w7-3465X.xml")
+    return review(load(_fp(SPR_618)), host, kernel="6.18", template_name=SPR_618)
+
+
+def test_review_of_an_amx_template(spr):
+    d = spr.data
+    assert d["verdict"] == "accepted" and d["verdict_without_permission"] == "rejected"
+    assert d["vendor"] == "vmx" and d["supported_cpuid"].startswith("derived")
+    assert {x["name"] for x in d["runtime_fields"]} == {"osxsave", "apic", "ospke", "xsave_size_enabled",
+                                                       "xsaves_size_enabled"}
+    assert d["beyond"] == [] and d["derived"]["guest_supported_xcr0"] == 0x602E7
+    ids = {n["id"] for n in d["kernel_notes"]}
+    assert {"amx_dynamic_eperm", "supported_xcr0_mask", "supported_xss", "xss_in_0xd1_ebx"} <= ids
+    md = render_markdown(spr)
+    assert md.startswith(f"# CPUID review: {SPR_618} on x86_64-cpuid-Xeon-w7-3465X")
+    assert "| 18 | amx_tiledata | 8192@2816 | 8192@2816 | same |" in md
+
+
+def test_runtime_fields_the_template_sets_differently():
+    host = builtin_hosts()["cascade-lake"]
+    t = host.cpuid.set_field("osxsave", 1).set_field("0xd.0.ebx", 4096)
+    r = review(t, host, kernel="6.1", template_name="t.json")
+    rows = {x["name"]: x for x in r.data["runtime_fields"]}
+    assert rows["osxsave"]["template"] == 1 and rows["osxsave"]["stored"] == 0
+    assert rows["xsave_size_enabled"]["template"] == 4096 and rows["xsave_size_enabled"]["stored"] == 576
+    md = render_markdown(r)
+    assert "KVM already stores other values than the template in `osxsave`, `ospke`, `xsave_size_enabled`" in md
+    assert any(f["rule"] == "runtime_owned_value" for f in r.data["lint_findings"])
+
+
+def test_features_beyond_the_host():
+    r = review(builtin_hosts()["cascade-lake"].cpuid, "skylake-client", kernel="6.18", template_name="t")
+    assert {"avx512f", "avx512bw"} <= set(r.data["beyond"])
+    assert "cpu_caps_intersection" in {n["id"] for n in r.data["kernel_notes"]}
+    assert "**" in render_markdown(r).split("## Summary")[1].split("##")[0]
+
+
+def test_measured_host_uses_kvm_get_supported_cpuid():
+    h = builtin_hosts()["live-kvm-epyc"]
+    r = review(h.supported.set_field("avx512f", 1), h, kernel="6.18", template_name="t")
+    assert r.data["supported_cpuid"] == "measured"
+    assert "avx512f" in r.data["beyond"]
+    assert "measured: KVM_GET_SUPPORTED_CPUID recorded on this host" in render_markdown(r)
+
+
+def test_rejected_template():
+    t = builtin_hosts()["cascade-lake"].cpuid.set_field("0x80000008.eax[15:8]", 50)
+    r = review(t, "cascade-lake", kernel="5.10")
+    assert r.data["verdict"] == "rejected" and r.data["errno"] == "EINVAL" and r.data["rule"] == "vaddr_width_values"
+    md = render_markdown(r)
+    assert "**KVM_SET_CPUID2: rejected with EINVAL** (rule `vaddr_width_values`)" in md
+    assert "Source: arch/x86/kvm/cpuid.c kvm_check_cpuid()" in md
+
+
+def test_html_is_self_contained(spr):
+    page = render_html(spr)
+    assert page.count("<svg ") == 2 and "<script" not in page and "http://www.w3.org/2000/svg" in page
+    assert "<h2>7. Kernel-version notes</h2>" in page and "<code>amx_dynamic_eperm</code>" in page
+
+
+def test_every_changing_behaviour_is_classified():
+    from cpuidkit.kvm.kernels import all_behaviour_ids
+
+    known = set(all_behaviour_ids())
+    classes = [set(RELEVANCE), set(GENERAL), set(NOT_ABOUT_THE_TABLE)]
+    for c in classes:
+        assert c <= known, c - known
+    assert not (classes[0] & classes[1]) and not (classes[0] & classes[2]) and not (classes[1] & classes[2])
+    unclassified = set(changing_behaviours()) - set().union(*classes)
+    assert not unclassified, f"classify these in cpuidkit/report.py: {sorted(unclassified)}"
+
+
+# -- the command --------------------------------------------------------------------------------------------
+
+
+def test_cli_markdown_to_stdout(shared_dir, capsys):
+    fp = _fp("fingerprint_AMD_MILAN_6.1host.json")
+    host = DUMPS / "libvirt" / "x86_64-cpuid-EPYC-7713-64-Core.xml"
+    assert main(["review", str(fp.resolve()), "--host", str(host.resolve()), "--kernel", "6.1"]) == 0
+    out = capsys.readouterr().out
+    assert "| vendor module | `svm` |" in out
+    assert str(shared_dir) not in out and str(fp.resolve().parent) not in out  # file names only
+
+
+def test_cli_html_written_atomically(shared_dir, tmp_path):
+    out = tmp_path / "r.html"
+    out.write_text("old")
+    assert main(["review", str(_fp(SPR_618)), "--host", "sapphire-rapids", "--format", "html", "-o", str(out)]) == 0
+    assert out.read_text().startswith("<!DOCTYPE html>")
+    assert [p.name for p in tmp_path.iterdir()] == ["r.html"]
+
+
+def test_cli_json(capsys):
+    assert main(["review", "cascade-lake", "--host", "ice-lake", "--format", "json", "--kernel", "6.6"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["kernel"] == "6.6" and d["host"] == "ice-lake" and d["verdict"] == "accepted"
+
+
+@pytest.mark.parametrize("argv", [
+    ["review", "no-such-file.json"],
+    ["review", "cascade-lake", "--host", "no-such-host"],
+    ["review", "cascade-lake", "--kernel", "six"],
+])
+def test_cli_bad_input_exits_2(argv, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("cpuidkit review:") and "Traceback" not in err
+
+
+def test_cli_no_permission(capsys):
+    t = builtin_hosts()["sapphire-rapids"]
+    assert main(["review", "sapphire-rapids", "--host", "sapphire-rapids", "--no-xfeature-permission",
+                 "--format", "json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert t.supports_amx and d["verdict"] == "rejected" and d["errno"] == "EPERM"
+
+
+@pytest.mark.kvm
+def test_review_on_the_live_host():
+    t = HostProfile.live().supported
+    r = review(t, "live", template_name="supported.json")
+    assert r.data["supported_cpuid"] == "measured" and r.data["verdict"] == "accepted"
+    assert r.data["beyond"] == []  # KVM_GET_SUPPORTED_CPUID is, by definition, all virtualized
