@@ -100,3 +100,17 @@ def test_live_lab_agrees_with_the_model():
     assert rows[0]["kernel"] == "EINVAL" and all(r["agree"] for r in rows)
     result = lab.agreement(n_random=5, seed=3)
     assert result["scenarios"] > 5 and result["agree"] == result["scenarios"], result["disagreements"]
+
+
+def test_fleet_panel_shows_the_shared_libvirt_pool():
+    from conftest import libvirt_dumps
+    from cpuidkit.ui.course import fleet_panel
+
+    panel = fleet_panel()
+    f = panel.fleet
+    s = f.summary()
+    assert len(f) == len(libvirt_dumps()) == 28
+    bar, status, out = panel.children
+    assert bar.value == bar.max  # the progress bar reached the end
+    assert f"{s['blocked']}</b> blocked" in status.value and s["ok"] + s["ok_with_warnings"] + s["blocked"] == 28 * 27
+    assert out.outputs, "the matrix figure is shown"

@@ -387,3 +387,41 @@ def review(table: CpuidTable, host: "HostProfile | str | None" = "sapphire-rapid
     r.sections.append(("Migration", mig))
     r.data.update(outcome=out, findings=findings)
     return r
+
+
+def fleet_hosts() -> tuple[list[HostProfile], str]:
+    """The pool for the fleet figure: the 28 shared libvirt dumps when present, else the built-in hosts."""
+    from ..fleet import load_hosts
+    from ..kvm.host import builtin_hosts
+
+    d = shared_dumps_dir()
+    if d is not None and (d / "libvirt").is_dir():
+        return load_hosts(d / "libvirt"), "the 28 libvirt host dumps (shared reference data)"
+    hosts = [h for name, h in sorted(builtin_hosts().items()) if name != "live-kvm-epyc"]
+    return hosts, "the built-in host profiles (the shared dumps are not on this machine)"
+
+
+def fleet_panel(kernel: str = "6.18"):
+    """The fleet migration matrix as a widget: a progress bar while it computes, then the figure and a summary."""
+    import ipywidgets as W
+    from IPython.display import display
+
+    from ..fleet import fleet, plot_matrix
+
+    bar = W.IntProgress(value=0, min=0, max=1, description="fleet", layout=W.Layout(width="60%"))
+    status = W.HTML()
+    out = W.Output()
+    box = W.VBox([bar, status, out])
+
+    def progress(done: int, total: int, stage: str) -> None:
+        bar.max, bar.value, bar.description = max(total, 1), done, stage
+
+    hosts, what = fleet_hosts()
+    f = fleet(hosts, kernel=kernel, progress=progress)
+    s = f.summary()
+    status.value = (f"{what}: {s['hosts']} hosts, {s['pairs']} ordered pairs: <b>{s['ok']}</b> move cleanly, "
+                    f"<b>{s['ok_with_warnings']}</b> with warnings, <b>{s['blocked']}</b> blocked (kernel {kernel})")
+    with out:
+        display(plot_matrix(f))
+    box.fleet = f
+    return box
