@@ -421,7 +421,8 @@ def fleet_panel(kernel: str = "6.18"):
     s = f.summary()
     status.value = (f"{what}: {s['hosts']} hosts, {s['pairs']} ordered pairs: <b>{s['ok']}</b> move cleanly, "
                     f"<b>{s['ok_with_warnings']}</b> with warnings, <b>{s['blocked']}</b> blocked (kernel {kernel})")
+    fig = plot_matrix(f)
     with out:
-        display(plot_matrix(f))
-    box.fleet = f
+        display(fig)
+    box.fleet, box.figure = f, fig
     return box
