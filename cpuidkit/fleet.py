@@ -558,7 +558,7 @@ def common_baseline(hosts: Sequence["HostProfile"], *, kernel: str = "6.18", ven
     from .kvm.kernels import kernel_profile
     from .lint import dependencies
     from .migrate import _NEVER_OFFERED, _VIRTUALIZABLE_REGS, KVM_PROVIDED, _vendor_module
-    from .xsave import mask_names, standard_size
+    from .xsave import mask_names, standard_size, supported_xcr0, supported_xss
 
     hosts = list(hosts)
     if not hosts:
@@ -608,7 +608,7 @@ def common_baseline(hosts: Sequence["HostProfile"], *, kernel: str = "6.18", ven
                         if (old & ~new) >> b & 1]
             t = t.with_entry(e.replace(**{reg: new}))
     # XCR0: what every host's KVM supports for this kernel, with one standard-format layout
-    base_mask = supported_xcr0_of(t)
+    base_mask = supported_xcr0(t)
     xcr0 = base_mask
     for h in hosts:
         xcr0 &= h.kvm_supported_xcr0(_vendor_module(h, vendor), kp) | 0b11
@@ -626,7 +626,7 @@ def common_baseline(hosts: Sequence["HostProfile"], *, kernel: str = "6.18", ven
         if kind == "xcr0" and num:
             return bool(xcr0 >> int(num) & 1)
         if kind == "xss" and num:
-            return bool(_supported_xss(t) >> int(num) & 1)
+            return bool(supported_xss(t) >> int(num) & 1)
         for f in by_name.get(name, ()):
             e = t.get(f.leaf, f.sub_lo)
             if e is not None and e.reg(f.register) >> f.lo & 1:
@@ -664,11 +664,11 @@ def common_baseline(hosts: Sequence["HostProfile"], *, kernel: str = "6.18", ven
         ecx = max(standard_size(h.xsave_components, xcr0) for h in hosts)
         t = t.with_entry(d0.replace(eax=xcr0 & 0xFFFFFFFF, edx=xcr0 >> 32, ebx=576, ecx=ecx))
         # supervisor components: what every host offers and KVM supports in IA32_XSS for this kernel
-        xss = _supported_xss(t) & int(kp.value("supported_xss"), 0)
+        xss = supported_xss(t) & int(kp.value("supported_xss"), 0)
         for h in hosts:
-            xss &= _supported_xss(h.supported if h.supported is not None else h.cpuid)
+            xss &= supported_xss(h.supported if h.supported is not None else h.cpuid)
         d1 = t.get(0xD, 1)
-        if d1 is not None and _supported_xss(t) != xss:
+        if d1 is not None and supported_xss(t) != xss:
             t = t.with_entry(d1.replace(ecx=xss & 0xFFFFFFFF, edx=xss >> 32))
         keep_bits = xcr0 | xss
         t = CpuidTable([e for e in t if not (e.function == 0xD and 2 <= e.index <= 63 and not keep_bits >> e.index & 1)])
@@ -694,16 +694,6 @@ def common_baseline(hosts: Sequence["HostProfile"], *, kernel: str = "6.18", ven
     return Baseline(table=table, base_host=base.name, xcr0=xcr0, maxphyaddr=maxpa if e8 is not None else 36,
                     linear_bits=linear, dropped_features=list(dict.fromkeys(dropped)), dropped_xcr0=dropped_xcr0,
                     notes=notes)
-
-
-def supported_xcr0_of(t: CpuidTable) -> int:
-    e = t.get(0xD, 0)
-    return 0 if e is None else e.eax | e.edx << 32
-
-
-def _supported_xss(t: CpuidTable) -> int:
-    e = t.get(0xD, 1)
-    return 0 if e is None else e.ecx | e.edx << 32
 
 
 # -- a synthetic pool (benchmarks, tests) ---------------------------------------------------------------------
