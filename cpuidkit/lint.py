@@ -290,6 +290,8 @@ class _View:
         self.host = host
         self.max_basic = table.max_basic_leaf
         self.max_ext = table.max_extended_leaf
+        self._visible: dict[tuple[int, int], CpuidEntry | None] = {}  # the table never changes under a view
+        self._fields: dict[str, int | None] = {}
 
     def range_max(self, function: int) -> int | None:
         """The maximum leaf of ``function``'s range, or None when the range is not judged."""
@@ -315,19 +317,27 @@ class _View:
 
     def visible(self, function: int, index: int = 0) -> CpuidEntry | None:
         """The entry a guest that follows the SDM would read, or None."""
+        key = (function, index)
+        if key in self._visible:
+            return self._visible[key]
         e = self.table.get(function, index)
         if e is None or not self.in_range(function):
-            return None
-        if function == 7 and index > 0:
+            e = None
+        elif function == 7 and index > 0:
             e0 = self.table.get(7, 0)
             if e0 is None or index > e0.eax:
-                return None
+                e = None
+        self._visible[key] = e
         return e
 
     def field(self, name: str) -> int | None:
+        if name in self._fields:
+            return self._fields[name]
         f = _field(name)
         e = self.visible(f.leaf, f.sub_lo)
-        return None if e is None else extract_bits(e.reg(f.register), f.hi, f.lo)
+        value = None if e is None else extract_bits(e.reg(f.register), f.hi, f.lo)
+        self._fields[name] = value
+        return value
 
     def flag(self, name: str) -> int:
         return self.field(name) or 0
@@ -655,7 +665,10 @@ def _subleaf_beyond_max(v: _View):
 
 def _kvm_bases(v: _View) -> list[int]:
     out = []
+    present = set(v.table.functions())
     for base in _HYPERVISOR_BASES:
+        if base not in present:
+            continue
         e = v.table.get(base)
         if e is not None and (e.ebx, e.ecx, e.edx) == _KVM_SIGNATURE:
             out.append(base)
