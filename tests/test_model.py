@@ -441,3 +441,11 @@ def test_amx_joins_kvm_supported_xcr0_in_517(kernel, amx):
     v.set_cr4(CR4_OSXSAVE)
     assert bool(v.derived.guest_supported_xcr0 & 0x60000) == amx
     assert errno_of(v.set_xcr0, 0x60007) == (None if amx else "EINVAL")
+
+
+def test_code_constants_agree_with_the_kernel_data():
+    # KVM_SUPPORTED_XCR0 in cpuidkit.kvm.host is the newest row of supported_xcr0_mask
+    from cpuidkit.kvm.host import KVM_SUPPORTED_XCR0
+    from cpuidkit.kvm.kernels import kernel_profile
+
+    assert KVM_SUPPORTED_XCR0 == int(kernel_profile("6.18").value("supported_xcr0_mask"), 0)

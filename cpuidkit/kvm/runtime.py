@@ -35,32 +35,31 @@ CR4 = {
 _CR4_KNOWN = ("VME PVI TSD DE PSE PAE MCE PGE PCE OSFXSR PCIDE OSXSAVE SMEP FSGSBASE OSXMMEXCPT "
               "LA57 VMXE SMAP PKE UMIP").split()
 
-# The CPUID bit that makes each CR4 bit legal (__cr4_reserved_bits in arch/x86/kvm/x86.h):
-# (cr4 bit, leaf, subleaf, register, bit).  LAM_SUP joins in 6.8, CET in 6.18 (cr4_reserved_from_cpuid).
-CR4_FEATURES = {
-    "OSXSAVE": [(1, 0, "ecx", 26)],
-    "SMEP": [(7, 0, "ebx", 7)],
-    "SMAP": [(7, 0, "ebx", 20)],
-    "FSGSBASE": [(7, 0, "ebx", 0)],
-    "PKE": [(7, 0, "ecx", 3)],
-    "LA57": [(7, 0, "ecx", 16)],
-    "UMIP": [(7, 0, "ecx", 2)],
-    "VMXE": [(1, 0, "ecx", 5)],
-    "PCIDE": [(1, 0, "ecx", 17)],
-    "LAM_SUP": [(7, 1, "eax", 26)],
-    "CET": [(7, 0, "ecx", 7), (7, 0, "edx", 20)],  # SHSTK or IBT
-}
-
-# EFER bits and the guest CPUID bit each needs (__kvm_valid_efer, arch/x86/kvm/x86.c)
+# EFER bits (arch/x86/include/asm/msr-index.h)
 EFER = {"SCE": 0, "LME": 8, "LMA": 10, "NX": 11, "SVME": 12, "LMSLE": 13, "FFXSR": 14, "TCE": 15, "AUTOIBRS": 21}
-EFER_FEATURES = {
-    "LME": (0x80000001, 0, "edx", 29),
-    "LMA": (0x80000001, 0, "edx", 29),
-    "NX": (0x80000001, 0, "edx", 20),
-    "SVME": (0x80000001, 0, "ecx", 2),
-    "FFXSR": (0x80000001, 0, "edx", 25),
-    "AUTOIBRS": (0x80000021, 0, "eax", 8),
-}
+# The EFER bits KVM ties to a CPUID feature in some kernel (__kvm_valid_efer); which feature, and since
+# when, comes from the kernel's efer_checks row.  SCE, LMSLE and TCE never depend on guest CPUID.
+_EFER_CPUID_DEPENDENT = ("LME", "LMA", "NX", "SVME", "FFXSR", "AUTOIBRS")
+
+
+@functools.lru_cache(maxsize=64)
+def _feature_rule(value: str) -> tuple[tuple[str, tuple], ...]:
+    """A data rule like ``"OSXSAVE<-XSAVE;CET<-SHSTK|IBT"`` as (register bit, catalog positions of its features).
+
+    The feature names are the catalog's (Linux's) names in upper case, so their bit positions come from
+    data/fields.csv, not from code.
+    """
+    from ..catalog import catalog
+
+    cat = catalog()
+    out = []
+    for tok in value.split(";"):
+        if not tok.strip():
+            continue
+        lhs, _, rhs = tok.partition("<-")
+        refs = tuple(cat.resolve(name.strip().lower()).ref for name in rhs.split("|"))
+        out.append((lhs.strip(), refs))
+    return tuple(out)
 
 
 @dataclass
@@ -214,27 +213,29 @@ def reserved_gpa_bits(maxphyaddr: int) -> int:
     return ((1 << 64) - 1) & ~((1 << maxphyaddr) - 1)
 
 
-def _has(table: CpuidTable, leaf: int, sub: int, reg: str, bit: int) -> bool:
-    e = table.get(leaf, sub)
-    return bool(e is not None and getattr(e, reg) >> bit & 1)  # reg is always one of REGISTERS here
+def _has_ref(table: CpuidTable, ref) -> bool:
+    """Whether the one-bit field at ``ref`` (a catalog FieldRef) is set in ``table``."""
+    e = table.get(ref.leaf, ref.subleaf)
+    return bool(e is not None and e.reg(ref.register) >> ref.lo & 1)
 
 
 @functools.lru_cache(maxsize=256)
 def _cr4_global(host: HostProfile, kernel: KernelProfile) -> tuple[int, tuple[str, ...]]:
     """KVM's global ``cr4_reserved_bits`` for a host (its caps), and the CPUID-dependent CR4 bits."""
     # "OSXSAVE<-XSAVE;SMEP<-SMEP;…": the CR4 bits whose legality follows a CPUID feature in this kernel
-    active = tuple(tok.split("<-")[0].strip() for tok in kernel.value("cr4_reserved_from_cpuid").split(";") if tok.strip())
+    active = _feature_rule(kernel.value("cr4_reserved_from_cpuid"))
+    names = {name for name, _ in active}
     known = set(_CR4_KNOWN)
-    if "LAM_SUP" in active:
+    if "LAM_SUP" in names:
         known.add("LAM_SUP")
-    if "CET" in active:
+    if "CET" in names:
         known.add("CET")
     reserved = 0xFFFFFFFFFFFFFFFF
     for name in known:
         reserved &= ~(1 << CR4[name])
     caps = host.supported if host.supported is not None else host.cpuid
-    for name in active:
-        if not any(_has(caps, *f) for f in CR4_FEATURES[name]):
+    for name, refs in active:
+        if not any(_has_ref(caps, r) for r in refs):
             reserved |= 1 << CR4[name]
     return reserved, active
 
@@ -242,8 +243,8 @@ def _cr4_global(host: HostProfile, kernel: KernelProfile) -> tuple[int, tuple[st
 def cr4_reserved_bits(guest: CpuidTable, host: HostProfile, kernel: KernelProfile) -> int:
     """CR4 bits KVM_SET_SREGS refuses: unknown to KVM, absent from KVM's caps, or absent from guest CPUID."""
     reserved, active = _cr4_global(host, kernel)
-    for name in active:
-        if not any(_has(guest, *f) for f in CR4_FEATURES[name]):
+    for name, refs in active:
+        if not any(_has_ref(guest, r) for r in refs):
             reserved |= 1 << CR4[name]
     return reserved
 
@@ -254,21 +255,22 @@ def efer_allowed(guest: CpuidTable, kernel: KernelProfile | None = None) -> int:
     The EFER bits that need a CPUID feature come from the kernel's ``efer_checks`` row
     (AUTOIBRS joins in 6.3); other EFER bits are KVM-global, not CPUID-dependent.
     """
-    checked = _efer_checked(kernel.value("efer_checks")) if kernel is not None else _ALL_EFER_CHECKED
+    if kernel is None:
+        from .kernels import DEFAULT_KERNEL, kernel_profile
+
+        kernel = kernel_profile(DEFAULT_KERNEL)
     allowed = 1 << EFER["SCE"]
-    for name, feat in EFER_FEATURES.items():
-        if name not in checked or _has(guest, *feat):
-            allowed |= 1 << EFER[name]
+    for bit, refs in _efer_rules(kernel.value("efer_checks")):
+        if refs is None or any(_has_ref(guest, r) for r in refs):
+            allowed |= 1 << bit
     return allowed
 
 
-_ALL_EFER_CHECKED = frozenset(EFER_FEATURES)
-
-
 @functools.lru_cache(maxsize=32)
-def _efer_checked(value: str) -> frozenset[str]:
-    """The EFER bits of an ``efer_checks`` row ("LME<-LM;NX<-NX;…")."""
-    return frozenset(tok.split("<-")[0].strip() for tok in value.split(";") if tok.strip())
+def _efer_rules(value: str) -> tuple[tuple[int, tuple | None], ...]:
+    """(EFER bit, the catalog positions of its features, or None when no feature gates it in this kernel)."""
+    rules = dict(_feature_rule(value))
+    return tuple((EFER[name], rules.get(name)) for name in _EFER_CPUID_DEPENDENT)
 
 
 @dataclass(frozen=True)
