@@ -201,6 +201,15 @@ class CpuidTable(Sequence[CpuidEntry]):
         self.source = source
         self._index: dict[int, list[int]] | None = None
 
+    @classmethod
+    def _of(cls, entries: Iterable[CpuidEntry], source: str | None = None) -> "CpuidTable":
+        """A table from entries already known to be CpuidEntry objects (internal hot paths: no checks)."""
+        t = object.__new__(cls)
+        t._entries = tuple(entries)
+        t.source = source
+        t._index = None
+        return t
+
     # -- sequence protocol -------------------------------------------------
     def __len__(self) -> int:
         return len(self._entries)

@@ -105,7 +105,7 @@ class SimulatedVcpu:
             self._refresh()
 
     def _refresh(self) -> None:
-        self._stored = CpuidTable(self._runtime(list(self._stored)))
+        self._stored = CpuidTable._of(self._runtime(list(self._stored)))
         self._dirty = False
 
     # -- KVM_SET_CPUID2 ---------------------------------------------------------
@@ -195,12 +195,12 @@ class SimulatedVcpu:
         k = self.kernel_profile
         if k.value("sgx_xfrm_adjust") == "after_set":
             apply_sgx_xfrm_adjust(entries, self.host, self.vendor, k)
-        stored = CpuidTable(entries)
+        stored = CpuidTable._of(entries)
         rewritten = vendor_after_set(self.vendor, stored, self)
         if rewritten is not None:
             # the vendor hook runs after KVM's runtime update; KVM's runtime fields are then
             # brought up to date on the rewritten table (e.g. 0xD.1 EBX once XSAVEC is forced on)
-            stored = CpuidTable(self._runtime(list(rewritten)))
+            stored = CpuidTable._of(self._runtime(list(rewritten)))
         self.derived = derive(stored, self.host, k, self.vendor)
         self._stored = stored
         self._dirty = False
@@ -214,7 +214,7 @@ class SimulatedVcpu:
                             f"the buffer has room for {nent} entries but {len(self._stored)} are stored", "KVM_GET_CPUID2")
         if self._dirty:
             self._refresh()
-        return CpuidTable(self._stored, source="KVM_GET_CPUID2 (model)")
+        return CpuidTable._of(self._stored, source="KVM_GET_CPUID2 (model)")
 
     # -- runtime triggers -----------------------------------------------------------
     def set_cr4(self, value: int) -> None:

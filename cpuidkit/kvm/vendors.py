@@ -93,7 +93,7 @@ def pvm_rewrite(table: CpuidTable, rewrite: dict) -> CpuidTable:
     # KVM_MAX_CPUID_ENTRIES (a 251-entry table got none, 248 after the drops); all or none
     if has_leaf1 and not has_0xd and len(table) + len(appended) <= 256:
         out.extend(CpuidEntry(**a) for a in appended)
-    return CpuidTable(out)
+    return CpuidTable._of(out)
 
 
 def vendor_after_set(vendor: str, stored: CpuidTable, vcpu: "SimulatedVcpu") -> CpuidTable | None:
