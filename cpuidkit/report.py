@@ -358,6 +358,8 @@ RELEVANCE: dict[str, Relevance] = {
     "supported_xss": _cet_xss,
     "xss_in_0xd1_ebx": _xsaves,
     "xss_write_rule": _xsaves,
+    "xss_write_triggers_runtime": _xsaves,
+    "supported_cpuid_amx_filter": _amx,
     "xsave_size_runtime": _compacted,
     "xstate_compacted_alignment": _alignment,
 }

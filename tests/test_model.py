@@ -449,3 +449,25 @@ def test_code_constants_agree_with_the_kernel_data():
     from cpuidkit.kvm.kernels import kernel_profile
 
     assert KVM_SUPPORTED_XCR0 == int(kernel_profile("6.18").value("supported_xcr0_mask"), 0)
+
+
+@pytest.mark.parametrize("kernel,refreshes", [("5.10", False), ("5.15", True), ("6.17", True), ("6.18", False)])
+def test_an_unchanged_xss_write_refreshes_runtime_fields(kernel, refreshes):
+    # kvm_set_msr_common(MSR_IA32_XSS): 5.15-6.17 run the runtime update on every accepted write (0 is
+    # the only accepted value before 6.18); 6.18.2 returns early when the value does not change
+    v = vcpu(kernel)
+    v.set_cpuid(guest().set_field("monitor", 0).set_field("0xd.1.eax[3]", 1))
+    v.set_msr(MSR_IA32_MISC_ENABLE, 1 << 18)  # quirk on: stored, CPUID untouched
+    v.disable_quirk("MISC_ENABLE_NO_MWAIT")  # not a trigger either: MWAIT stays 0 for now
+    assert v.get_cpuid().get_field("monitor") == 0
+    v.set_msr(MSR_IA32_XSS, 0)
+    assert v.get_cpuid().get_field("monitor") == (1 if refreshes else 0)
+
+
+@pytest.mark.parametrize("kernel,cfg_shown", [("6.3", True), ("6.4", False)])
+def test_supported_cpuid_hides_tilecfg_too_from_64(kernel, cfg_shown):
+    from cpuidkit.kvm.kernels import kernel_profile
+
+    t = SPR.supported_cpuid(kernel=kernel_profile(kernel))
+    assert t.get(0xD, 0).eax >> 18 & 1 == 0
+    assert bool(t.get(0xD, 0).eax >> 17 & 1) == cfg_shown

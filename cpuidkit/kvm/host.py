@@ -112,17 +112,20 @@ class HostProfile:
             mask &= ~XFEATURE_MASK_MPX
         return mask
 
-    def supported_cpuid(self, xfeature_perm: int | None = None) -> CpuidTable:
+    def supported_cpuid(self, xfeature_perm: int | None = None, kernel=None) -> CpuidTable:
         """KVM_GET_SUPPORTED_CPUID: measured where known; else the host's CPUID with AMX filtered
-        out of 0xD.0 unless TILEDATA is permitted (``kvm_get_filtered_xcr0``: without TILEDATA,
-        TILECFG is hidden too, since XCR0 may not hold one without the other)."""
+        out of 0xD.0 unless TILEDATA is permitted.  From 6.4 (``kvm_get_filtered_xcr0``) TILECFG is
+        hidden too; 5.17-6.3 hide only TILEDATA (``supported_cpuid_amx_filter``; default: 6.4+)."""
         if self.supported is not None:
             return self.supported
         perm = self.default_guest_perm() if xfeature_perm is None else xfeature_perm
         t = self.cpuid
         e = t.get(0xD, 0)
         if e is not None and e.eax & XFEATURE_MASK_XTILE_DATA & ~perm:
-            t = t.set_field("0xd.0.eax[18]", 0).set_field("0xd.0.eax[17]", 0)
+            how = kernel.value("supported_cpuid_amx_filter") if kernel is not None else "both"
+            t = t.set_field("0xd.0.eax[18]", 0)
+            if how in ("both", "none"):  # "none": before 5.17 KVM supports no AMX at all
+                t = t.set_field("0xd.0.eax[17]", 0)
         return t
 
     @property

@@ -317,7 +317,8 @@ class SimulatedVcpu:
                 raise self._err("EINVAL", "xss_write_rule", why, op)
             old = self.state.xss
             self.state.xss = value
-            if old != value and self.kernel_profile.flag("xss_in_0xd1_ebx"):
+            when = self.kernel_profile.value("xss_write_triggers_runtime")
+            if when == "always" or (when == "on_change" and old != value):
                 self._trigger()
         else:
             raise InputError(f"the model knows MSRs {MSR_IA32_APICBASE:#x}, {MSR_IA32_MISC_ENABLE:#x} and "
