@@ -299,9 +299,9 @@ def _sgx(c: _Ctx, old: str, new: str) -> str | None:
 
 
 def _cet_xss(c: _Ctx, old: str, new: str) -> str | None:
-    e = c.t.get(0xD, 1)
-    xss = 0 if e is None else e.ecx | e.edx << 32
-    if xss & (0b11 << 11) or c.has("shstk") or c.has("ibt"):
+    from .xsave import supported_xss
+
+    if supported_xss(c.t) & (0b11 << 11) or c.has("shstk") or c.has("ibt"):
         return "the template enumerates CET (shstk/ibt, or CET_U/CET_S in 0xD.1 ECX)"
     return None
 
@@ -783,7 +783,7 @@ def _lint_section(lint) -> Section:
 
 
 def _xsave_section(t: CpuidTable, h, out, mig, kp, booted) -> Section:
-    from .xsave import components_of, compacted_size, mask_names, standard_size, supported_xcr0
+    from .xsave import components_of, compacted_size, mask_names, standard_size, supported_xcr0, supported_xss
 
     s = Section("5. XSAVE")
     m0 = supported_xcr0(t)
@@ -818,7 +818,7 @@ def _xsave_section(t: CpuidTable, h, out, mig, kp, booted) -> Section:
         s.p(f"After the guest sets XCR0 {_hex(x)}, KVM stores 0xD.0 EBX = {e0.ebx if e0 else '-'}"
             + (f" and 0xD.1 EBX = {e1.ebx}" if e1 is not None and e1.eax & 0b1010 else "") + ".")
     comp_rows = []
-    for bit in sorted(set(tc) | {b for b in hc if (m0 | _xss(t)) >> b & 1}):
+    for bit in sorted(set(tc) | {b for b in hc if (m0 | supported_xss(t)) >> b & 1}):
         a, b = tc.get(bit), hc.get(bit)
         same = a is not None and b is not None and (a.offset, a.size) == (b.offset, b.size)
         comp_rows.append([str(bit), mask_names(1 << bit)[0], _comp(a), _comp(b),
@@ -835,11 +835,6 @@ def _migrate_findings(s: Section, mig, rules: tuple[str, ...], keep_info: bool =
     if hits:
         s.p("`cpuidkit migrate` of a guest with this template to this host (the destination) says:")
         s.ul([f"{f.severity} `{f.rule}`: {f.explanation}" for f in hits])
-
-
-def _xss(t: CpuidTable) -> int:
-    e = t.get(0xD, 1)
-    return 0 if e is None else e.ecx | e.edx << 32
 
 
 def _comp(c) -> str:

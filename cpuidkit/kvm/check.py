@@ -8,7 +8,6 @@ guest_supported_xcr0, CR4 reserved bits).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,8 +45,8 @@ class VcpuSetup:
 
     @classmethod
     def from_dict(cls, doc: dict, source: str | None = None) -> "VcpuSetup":
-        from ..sources import loads
         from ..sources._common import number
+        from ..sources.kvm_json import parse_doc
 
         if not isinstance(doc, dict):
             raise InputError("the state must be a JSON object", source=source)
@@ -70,7 +69,8 @@ class VcpuSetup:
                 raise InputError("quirks_disabled must be a list of quirk names", source=source, where="quirks_disabled")
             kw["quirks_disabled"] = q
         if doc.get("previous") is not None:
-            kw["previous"] = loads(json.dumps(doc["previous"]), source=f"{source or 'state'}:previous", format="kvm-json")
+            where = f"{source or 'state'}:previous"
+            kw["previous"] = CpuidTable(parse_doc(doc["previous"], where), source=where)
         return cls(**kw)
 
 
@@ -87,14 +87,13 @@ def _u64(v, key, source) -> int:
 
 
 def load_state(path: str | Path) -> VcpuSetup:
-    p = Path(path)
+    from ..sources._common import load_json
+
     try:
-        doc = json.loads(p.read_text(encoding="utf-8"))
+        text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
         raise InputError("no such file", source=str(path)) from None
-    except json.JSONDecodeError as e:
-        raise InputError(f"not valid JSON: {e.msg}", source=str(path), where=f"line {e.lineno} column {e.colno}") from None
-    return VcpuSetup.from_dict(doc, source=str(path))
+    return VcpuSetup.from_dict(load_json(text, str(path)), source=str(path))
 
 
 @dataclass

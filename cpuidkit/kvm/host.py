@@ -12,14 +12,13 @@ module's rewrites.
 from __future__ import annotations
 
 import functools
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .._data import data_dir
 from .._errors import InputError, LookupFailed
 from ..table import CpuidTable, extract_bits
-from ..xsave import XsaveComponent, components_of
+from ..xsave import XsaveComponent, components_of, supported_xcr0, supported_xss
 
 __all__ = ["HostProfile", "builtin_hosts", "KVM_SUPPORTED_XCR0", "XFEATURE_MASK_XTILE_DATA"]
 
@@ -82,13 +81,12 @@ class HostProfile:
     @property
     def xcr0_mask(self) -> int:
         """User state components the host CPU enumerates (0xD.0 EDX:EAX)."""
-        e = self.cpuid.get(0xD, 0)
-        return 0 if e is None else e.eax | e.edx << 32
+        return supported_xcr0(self.cpuid)
 
     @property
     def xss_mask(self) -> int:
-        e = self.cpuid.get(0xD, 1)
-        return 0 if e is None else e.ecx | e.edx << 32
+        """Supervisor state components the host CPU enumerates (0xD.1 EDX:ECX)."""
+        return supported_xss(self.cpuid)
 
     def kvm_supported_xcr0(self, vendor: str = "vmx", kernel=None) -> int:
         """``kvm_caps.supported_xcr0``: host XCR0 ∩ KVM_SUPPORTED_XCR0 (no MPX on SVM).
@@ -101,8 +99,7 @@ class HostProfile:
         if self.supported_xcr0 is not None:
             return self.supported_xcr0
         if self.supported is not None:
-            e = self.supported.get(0xD, 0)
-            measured = 0 if e is None else e.eax | e.edx << 32
+            measured = supported_xcr0(self.supported)
             # KVM_GET_SUPPORTED_CPUID hides dynamic features without permission; KVM itself knows them.
             return measured | (self.xcr0_mask & KVM_SUPPORTED_XCR0 & XFEATURE_MASK_XTILE_DATA)
         if not self.has_xsave:
@@ -188,19 +185,19 @@ DEFAULT_HOST = "sapphire-rapids"
 
 
 def _load_host_file(path: Path) -> HostProfile:
-    from ..sources.kvm_json import parse
+    from ..sources._common import load_json
+    from ..sources.kvm_json import parse_doc
 
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise InputError(f"not valid JSON: {e.msg}", source=str(path), where=f"line {e.lineno}") from None
+    doc = load_json(path.read_text(encoding="utf-8"), str(path))
+    if not isinstance(doc, dict):
+        raise InputError("a host profile must be a JSON object", source=str(path))
     for key in ("name", "source", "cpuid"):
         if key not in doc:
             raise InputError(f'missing "{key}"', source=str(path))
-    table = CpuidTable(parse(json.dumps(doc["cpuid"]), str(path)), source=str(path))
+    table = CpuidTable(parse_doc(doc["cpuid"], f"{path}:cpuid"), source=str(path))
     supported = None
     if doc.get("supported"):
-        supported = CpuidTable(parse(json.dumps(doc["supported"]), str(path)), source=str(path))
+        supported = CpuidTable(parse_doc(doc["supported"], f"{path}:supported"), source=str(path))
     return HostProfile(
         name=doc["name"],
         cpuid=table,

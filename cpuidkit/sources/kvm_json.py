@@ -17,7 +17,11 @@ _KNOWN = {"function", "index", "flags", *REGISTERS, "padding"}
 
 
 def parse(text: str, source: str | None) -> list[CpuidEntry]:
-    doc = load_json(text, source)
+    return parse_doc(load_json(text, source), source)
+
+
+def parse_doc(doc: object, source: str | None) -> list[CpuidEntry]:
+    """Entries from already-decoded KVM JSON (a list, or an object with "entries")."""
     if isinstance(doc, dict):
         if "entries" not in doc:
             raise InputError('expected a list of entries or an object with "entries"', source=source)
