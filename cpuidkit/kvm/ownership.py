@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..catalog import Field, catalog
-from ..table import CpuidTable, extract_bits
+from ..table import CpuidTable
 from .runtime import KVM_FEATURE_PV_UNHALT, kvm_pv_base
 from .vendors import vendor_mask
 
@@ -129,11 +129,6 @@ def runtime_drivers(vcpu: "SimulatedVcpu", table: CpuidTable) -> dict[tuple, str
     return out
 
 
-def runtime_driver(vcpu: "SimulatedVcpu", f: Field, subleaf: int, table: CpuidTable) -> str | None:
-    """The vCPU state that drives a runtime-owned field for this vCPU, or None."""
-    return runtime_drivers(vcpu, table).get((f.leaf, subleaf, f.register, f.hi, f.lo))
-
-
 def _not_virtualized(vcpu: "SimulatedVcpu", f: Field, subleaf: int, value: int) -> bool:
     sup = vcpu.host.supported
     if sup is None or not f.is_flag or not value or f.leaf not in FEATURE_LEAVES:
@@ -197,11 +192,6 @@ def ownership(vcpu: "SimulatedVcpu", table: CpuidTable | None = None) -> list[Ow
                 else:
                     append(_make(f, sub, value, "passthrough", None))
     return out
-
-
-def value_of(table: CpuidTable, f: Field, subleaf: int) -> int | None:
-    e = table.get(f.leaf, subleaf)
-    return None if e is None else extract_bits(e.reg(f.register), f.hi, f.lo)
 
 
 # -- the catalog's owner column -----------------------------------------------------------------

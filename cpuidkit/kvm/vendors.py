@@ -132,11 +132,6 @@ def vendor_mask(vendor: str, host_rewrite: dict | None, function: int, index: in
     return 0
 
 
-def vendor_owns(vendor: str, host_rewrite: dict | None, function: int, index: int, reg: str, bit: int) -> bool:
-    """Whether the vendor module decides this bit."""
-    return bool(vendor_mask(vendor, host_rewrite, function, index, reg) >> bit & 1)
-
-
 def vendor_runtime(vendor: str, entries: list[CpuidEntry], vcpu: "SimulatedVcpu") -> list[CpuidEntry]:
     """Vendor effects on KVM's runtime update: pvm keeps MWAIT at 0 with the quirk off (measured)."""
     if vendor != "pvm":
