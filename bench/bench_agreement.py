@@ -16,15 +16,22 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
 def measure(n: int = 2000, seed: int = 1) -> dict:
-    from cpuidkit.agreement import compare, random_scenario, run_steps, scripted_scenarios, vendor_masks
-    from cpuidkit.kvm.host import HostProfile
+    from cpuidkit.live import host_profile
+    from cpuidkit.analysis.agreement import (
+        compare,
+        random_scenario,
+        run_steps,
+        scripted_scenarios,
+        vendor_masks,
+    )
+    from cpuidkit.core.hosts import HostProfile
     from cpuidkit.kvm.vcpu import SimulatedVcpu
     from cpuidkit.live import LiveVcpu, kvm_available
 
     ok, why = kvm_available()
     if not ok:
         return {"cases": 0, "agreed": None, "note": why}
-    host = HostProfile.live()
+    host = host_profile()
     with LiveVcpu() as v:
         kernel, vendor = v.kernel, v.vendor
     masks = vendor_masks(vendor, host.vendor_rewrite)

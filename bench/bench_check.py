@@ -27,8 +27,9 @@ def _median_us(fn, n: int) -> float:
 
 
 def measure(n: int = 300) -> dict:
+    from cpuidkit.live import host_profile
     from cpuidkit.kvm.check import check
-    from cpuidkit.kvm.host import HostProfile
+    from cpuidkit.core.hosts import HostProfile
     from cpuidkit.kvm.vcpu import SimulatedVcpu
 
     try:
@@ -39,7 +40,7 @@ def measure(n: int = 300) -> dict:
         live_ok, why = False, str(e)
 
     if live_ok:
-        host = HostProfile.live()
+        host = host_profile()
         with LiveVcpu() as v:
             vendor, kernel = v.vendor, v.kernel
     else:

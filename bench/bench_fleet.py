@@ -1,8 +1,8 @@
 """The fleet migration matrix for 1,000 hosts (10^6 ordered pairs), goal ≤ 2 s.
 
 The 1,000 hosts are the 28 libvirt dumps of ../shared/data/cpuid-dumps/libvirt, each repeated and
-deterministically perturbed (cpuidkit.fleet.synthetic_fleet: features cleared, MAXPHYADDR, LA57, AVX-512 or
-AMX state, PKRU offset changed).  The figure is the median time of cpuidkit.fleet.fleet() over the host
+deterministically perturbed (cpuidkit.analysis.fleet.synthetic_fleet: features cleared, MAXPHYADDR, LA57, AVX-512 or
+AMX state, PKRU offset changed).  The figure is the median time of cpuidkit.analysis.fleet.fleet() over the host
 profiles: reducing every host to numbers and every rule over all pairs; the common baseline is timed
 separately.  Parsing the dump files is not included (it is I/O, once per pool).
 
@@ -21,8 +21,8 @@ sys.path.insert(0, str(ROOT))
 
 
 def measure(n: int = 1000, runs: int = 3) -> dict:
-    from cpuidkit.fleet import common_baseline, fleet, synthetic_fleet
-    from cpuidkit.sources import load
+    from cpuidkit.analysis.fleet import common_baseline, fleet, synthetic_fleet
+    from cpuidkit.core.sources import load
 
     dumps = sorted((ROOT.parent / "shared" / "data" / "cpuid-dumps" / "libvirt").glob("*.xml"))
     if not dumps:

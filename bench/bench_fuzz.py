@@ -51,7 +51,7 @@ SOURCE = "fuzz-input"
 
 def _cli_decode(data: bytes, folder: str) -> str | None:
     """``cpuidkit decode`` on ``data``; None if it behaved (exit 0, or 2 with one line), else why not."""
-    from cpuidkit.cli import main
+    from cpuidkit.cli.main import main
 
     path = os.path.join(folder, "input")
     with open(path, "wb") as fh:  # scratch: the input handed to `cpuidkit decode`, in a temporary folder
@@ -80,7 +80,7 @@ def _encode(text: str) -> bytes:
 
 def run_chunk(args: tuple) -> dict:
     fmt, seed, count, cli_every, slow_limit = args
-    from cpuidkit.sources import loads, loads_bytes
+    from cpuidkit.core.sources import loads, loads_bytes
 
     r = random.Random(seed)
     counts: collections.Counter = collections.Counter()
@@ -155,7 +155,7 @@ def fuzz(formats, n: int, seed: int, jobs: int, cli_every: int, slow_limit: floa
 def hostile_xml() -> list[tuple[str, float, str]]:
     """Time each hostile XML input; (name, seconds, outcome)."""
     from cpuidkit import InputError
-    from cpuidkit.sources import load, loads
+    from cpuidkit.core.sources import load, loads
 
     entity = '<!ENTITY a0 "lol">' + "".join(f'<!ENTITY a{i} "{("&a%d;" % (i - 1)) * 10}">' for i in range(1, 10))
     cpuid = "<cpuid eax_in='0x0' ecx_in='0x0' eax='0x1' ebx='0x0' ecx='0x0' edx='0x0'/>"
@@ -203,8 +203,17 @@ def atheris_fuzz(fmt: str, runs: int) -> int:
         print("atheris is not installed (pip install atheris); it is optional and no test needs it")
         return 2
     with atheris.instrument_imports():
-        import cpuidkit.sources  # noqa: F401
-        from cpuidkit.sources import cpuid_raw, firecracker, kvm_json, libcpuid, libvirt, loads, loads_bytes, proc_cpuinfo  # noqa: F401
+        import cpuidkit.core.sources
+        from cpuidkit.core.sources import (
+            cpuid_raw,
+            firecracker,
+            kvm_json,
+            libcpuid,
+            libvirt,
+            loads,
+            loads_bytes,
+            proc_cpuinfo,
+        )  # noqa: F401
 
     failures: list[str] = []
     seen = [0]
@@ -264,7 +273,7 @@ def main(argv=None) -> int:
         for why, data in res["samples"].items():
             print(f"  {fmt}: {why}")
             if args.save_failures:
-                from cpuidkit._io import atomic_write_bytes
+                from cpuidkit._files import atomic_write_bytes
 
                 Path(args.save_failures).mkdir(parents=True, exist_ok=True)
                 name = f"{fmt}-{hashlib.sha1(data).hexdigest()[:12]}.in"

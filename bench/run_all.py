@@ -19,7 +19,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from cpuidkit._io import atomic_write_text  # noqa: E402
+from cpuidkit._files import atomic_write_text  # noqa: E402
 
 # (result key, module, key in its measure() result, goal, "lower is better" sense)
 FIGURES = [

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import importlib
 
-from ._errors import CpuidkitError, InputError, KvmError, KvmUnavailable, LookupFailed
-from .table import CpuidEntry, CpuidTable, diff
+from cpuidkit.core.table import CpuidEntry, CpuidTable, diff
+from cpuidkit.errors import CpuidkitError, InputError, KvmError, KvmUnavailable, LookupFailed
 
 __version__ = "0.1.0"
 
@@ -33,10 +33,10 @@ __all__ = [
 
 # name -> (module, attribute), imported on first access
 _LAZY = {
-    "load": ("cpuidkit.sources", "load"),
-    "catalog": ("cpuidkit.catalog", "catalog"),
+    "load": ("cpuidkit.core.sources", "load"),
+    "catalog": ("cpuidkit.core.catalog", "catalog"),
     "SimulatedVcpu": ("cpuidkit.kvm.vcpu", "SimulatedVcpu"),
-    "HostProfile": ("cpuidkit.kvm.host", "HostProfile"),
+    "HostProfile": ("cpuidkit.core.hosts", "HostProfile"),
     "check": ("cpuidkit.kvm.check", "check"),
     "LiveVcpu": ("cpuidkit.live.vcpu", "LiveVcpu"),
 }

@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared"
-DUMPS = SHARED / "data" / "cpuid-dumps"
-LIVE_DATA = SHARED / "data" / "live-kvm"
-KCPUID_CSV = SHARED / "data" / "kcpuid" / "cpuid.csv"
+TEST_DATA = ROOT / "tests" / "data"  # third-party and recorded inputs, kept in the repo (see its README.md)
+DUMPS = TEST_DATA / "cpuid-dumps"
+LIVE_DATA = TEST_DATA / "live-kvm"
+KCPUID_CSV = TEST_DATA / "kcpuid" / "cpuid.csv"
 
 
 def _kvm_usable() -> str | None:
@@ -59,10 +59,10 @@ def pytest_runtest_setup(item):
 
 
 @pytest.fixture(scope="session")
-def shared_dir() -> Path:
-    if not SHARED.is_dir():
-        pytest.fail(f"the shared reference folder is expected at {SHARED} (beside the checkout)")
-    return SHARED
+def test_data() -> Path:
+    if not DUMPS.is_dir():
+        pytest.fail(f"the test data is expected at {TEST_DATA} (part of the repository)")
+    return TEST_DATA
 
 
 def libvirt_dumps() -> list[Path]:
@@ -77,5 +77,5 @@ def libcpuid_dumps() -> list[Path]:
     return sorted((DUMPS / "libcpuid").glob("*.test"))
 
 
-def all_shared_dumps() -> list[Path]:
+def all_dumps() -> list[Path]:
     return libvirt_dumps() + firecracker_dumps() + libcpuid_dumps() + sorted(LIVE_DATA.glob("*.json"))

@@ -18,16 +18,12 @@ from __future__ import annotations
 import functools
 import json
 import re
-from pathlib import Path
 from typing import Callable, Protocol, Sequence
 
 from cpuidkit import CpuidEntry, CpuidTable, InputError
-from cpuidkit.table import FLAG_SIGNIFICANT_INDEX
+from cpuidkit.core.bits import FLAG_SIGNIFICANT_INDEX
 
-ROOT = Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared"
-DUMPS = SHARED / "data" / "cpuid-dumps"
-LIVE_DATA = SHARED / "data" / "live-kvm"
+from conftest import DUMPS, LIVE_DATA, TEST_DATA
 
 FORMATS = ("kvm-json", "cpuid-raw", "libvirt-xml", "firecracker", "libcpuid", "proc-cpuinfo")
 
@@ -63,7 +59,7 @@ def _trim_libcpuid(text: str, cpus: int) -> str:
 
 def proc_cpuinfo_text(table: CpuidTable, processor: int = 0) -> str:
     """A /proc/cpuinfo block Linux could have printed for ``table`` (flags from the catalog's names)."""
-    from cpuidkit.catalog import catalog
+    from cpuidkit.core.catalog import catalog
 
     cat = catalog()
     e1 = table.get(1)
@@ -92,15 +88,15 @@ def proc_cpuinfo_text(table: CpuidTable, processor: int = 0) -> str:
 
 @functools.cache
 def seeds() -> dict[str, tuple[str, ...]]:
-    """Real inputs for each format: the shared dumps, and texts made from them where no dump exists."""
-    from cpuidkit.sources import dumps, load
+    """Real inputs for each format: the dumps in tests/data, and texts made from them where no dump exists."""
+    from cpuidkit.core.sources import dumps, load
 
     libvirt = sorted((DUMPS / "libvirt").glob("*.xml"))
     firecracker = sorted((DUMPS / "firecracker").glob("*.json"))
     libcpuid = sorted((DUMPS / "libcpuid").glob("*.test"))
     live = sorted(LIVE_DATA.glob("*.json"))
     if not (libvirt and firecracker and libcpuid and live):
-        raise FileNotFoundError(f"the shared dumps are expected under {SHARED} (beside the checkout)")
+        raise FileNotFoundError(f"the real dumps are expected under {TEST_DATA} (part of the repository)")
     tables = [load(p) for p in libvirt[::4]] + [load(p) for p in live]
     out: dict[str, list[str]] = {f: [] for f in FORMATS}
     out["kvm-json"] += [p.read_text() for p in live]

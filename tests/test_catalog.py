@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import KCPUID_CSV, SHARED
-from cpuidkit._data import read_csv
-from cpuidkit.catalog import Field, catalog, describe_field
-from cpuidkit.table import CpuidEntry, CpuidTable
+from conftest import KCPUID_CSV
+from cpuidkit._files import read_csv
+from cpuidkit.core.catalog import Field, catalog, describe_field
+from cpuidkit.core.table import CpuidEntry, CpuidTable
 
 OWNERS = {"unknown", "passthrough", "runtime", "derived", "vendor", "not-virtualized", "checked"}
 
@@ -112,7 +112,7 @@ KVM_PARA_BITS = {
 
 
 # --------------------------------------------------------------------------
-# kcpuid's table (../shared/data/kcpuid/cpuid.csv; see its README for the format)
+# kcpuid's table (tests/data/kcpuid/cpuid.csv; tests/data/README.md names its source)
 # --------------------------------------------------------------------------
 
 
@@ -147,7 +147,7 @@ def _range(text: str) -> tuple[int, int]:
 @functools.cache
 def _kcpuid_rows() -> tuple[KRow, ...]:
     if not KCPUID_CSV.is_file():
-        pytest.fail(f"kcpuid's table is expected at {KCPUID_CSV} (shared folder {SHARED})")
+        pytest.fail(f"kcpuid's table is expected at {KCPUID_CSV} (part of the repository)")
     rows = []
     for line in KCPUID_CSV.read_text(encoding="ascii").splitlines():
         if not line.strip() or line.lstrip().startswith("#"):

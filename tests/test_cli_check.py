@@ -10,8 +10,8 @@ import sys
 import pytest
 
 from conftest import ROOT
-from cpuidkit.kvm.host import HostProfile
-from cpuidkit.sources import save
+from cpuidkit.core.hosts import HostProfile
+from cpuidkit.core.sources import save
 
 SPR = HostProfile.builtin("sapphire-rapids")
 KEYS = {"verdict", "errno", "rule", "explanation", "source", "stored", "fields", "derived", "lint"}
@@ -109,8 +109,8 @@ def test_bad_state_file_is_a_clear_error(tables, tmp_path):
 @pytest.mark.kvm
 def test_unseen_tables_get_the_real_kernels_answer(tmp_path):
     """Seeded random tables nobody wrote down: `cpuidkit check --host live` against KVM_SET_CPUID2 itself."""
-    from cpuidkit._errors import KvmError
-    from cpuidkit.agreement import _mutate_table
+    from cpuidkit.errors import KvmError
+    from cpuidkit.analysis.agreement import _mutate_table
     from cpuidkit.live import LiveVcpu, supported_cpuid
 
     base = supported_cpuid()
@@ -140,7 +140,7 @@ def test_live_supported_and_live_check(tmp_path):
     r = run("live", "supported", "-o", str(out))
     assert r.returncode == 0, r.stderr
     from cpuidkit.live import supported_cpuid
-    from cpuidkit.sources import load
+    from cpuidkit.core.sources import load
 
     mine, again = load(out), supported_cpuid()
     # KVM fills the APIC IDs (1.EBX[31:24], 0xB/0x1F EDX) from the CPU the calling process runs on: mask them

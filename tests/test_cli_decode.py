@@ -8,18 +8,18 @@ import sys
 
 import pytest
 
-from conftest import LIVE_DATA, ROOT, all_shared_dumps
-from cpuidkit.catalog import catalog
-from cpuidkit.sources import load
+from conftest import LIVE_DATA, ROOT, all_dumps
+from cpuidkit.core.catalog import catalog
+from cpuidkit.core.sources import load
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "cpuidkit", *args], capture_output=True, text=True, cwd=ROOT)
 
 
-@pytest.mark.parametrize("path", all_shared_dumps(), ids=lambda p: p.name)
-def test_decode_json_works_on_every_shared_dump(path):
-    from cpuidkit.cli import main
+@pytest.mark.parametrize("path", all_dumps(), ids=lambda p: p.name)
+def test_decode_json_works_on_every_real_dump(path):
+    from cpuidkit.cli.main import main
     import contextlib, io
 
     buf = io.StringIO()
@@ -72,8 +72,8 @@ def test_decode_of_unseen_tables_gives_the_linux_names_of_the_set_bits(form, tmp
     import random
 
     from cpuidkit import CpuidEntry, CpuidTable
-    from cpuidkit.cli import main
-    from cpuidkit.sources import dumps
+    from cpuidkit.cli.main import main
+    from cpuidkit.core.sources import dumps
     from test_catalog import ORACLE_ALLOWANCE, ORACLE_LEAVES, _oracle_flags
 
     oracle = _oracle_flags()

@@ -12,7 +12,8 @@ import random
 
 import pytest
 
-from cpuidkit.agreement import compare, random_scenario, run_steps, scripted_scenarios, vendor_masks
+from cpuidkit.live import host_profile
+from cpuidkit.analysis.agreement import compare, random_scenario, run_steps, scripted_scenarios, vendor_masks
 
 pytestmark = pytest.mark.kvm
 
@@ -22,10 +23,10 @@ SEED = 20261125
 
 @pytest.fixture(scope="module")
 def live():
-    from cpuidkit.kvm.host import HostProfile
+    from cpuidkit.core.hosts import HostProfile
     from cpuidkit.live import LiveVcpu
 
-    host = HostProfile.live()
+    host = host_profile()
     with LiveVcpu() as v:
         kernel, vendor = v.kernel, v.vendor
     return host, kernel, vendor

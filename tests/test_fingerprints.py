@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from conftest import DUMPS
-from cpuidkit.kvm.history import fingerprint_changes, predicted_present
-from cpuidkit.sources import load
+from cpuidkit.core.history import fingerprint_changes, predicted_present
+from cpuidkit.core.sources import load
 
 CPUS = ["INTEL_CASCADELAKE", "INTEL_ICELAKE", "INTEL_SAPPHIRE_RAPIDS", "INTEL_GRANITE_RAPIDS", "AMD_MILAN", "AMD_GENOA"]
 
@@ -55,9 +55,9 @@ def test_predicted_changes_are_found_for_every_amx_cpu():
         assert ("5.10", "amx_tile") in got and ("5.10", "0xd.18") in got and ("6.1", "guest_phys_addr_bits") in got
 
 
-def test_the_embedded_copies_equal_the_shared_fingerprints():
-    # data/fingerprints (made by tools/make_fingerprint_data.py) lets the course run without shared/
-    from cpuidkit._data import data_dir
+def test_the_embedded_copies_equal_the_recorded_fingerprints():
+    # data/fingerprints (made by tools/make_fingerprint_data.py) lets the course run without tests/data
+    from cpuidkit._files import data_dir
 
     for cpu in CPUS:
         for k, table in fingerprints(cpu).items():

@@ -12,15 +12,24 @@ import pytest
 
 from conftest import DUMPS, ROOT, libvirt_dumps
 
-from cpuidkit._errors import InputError
-from cpuidkit.cli import main
-from cpuidkit.fleet import BIT, RULES, common_baseline, fleet, load_hosts, plot_matrix, synthetic_fleet
-from cpuidkit.kvm.host import HostProfile, builtin_hosts
-from cpuidkit.migrate import migrate
+from cpuidkit.live import host_profile
+from cpuidkit.errors import InputError
+from cpuidkit.cli.main import main
+from cpuidkit.analysis.fleet import (
+    BIT,
+    RULES,
+    common_baseline,
+    fleet,
+    load_hosts,
+    plot_matrix,
+    synthetic_fleet,
+)
+from cpuidkit.core.hosts import HostProfile, builtin_hosts
+from cpuidkit.analysis.migrate import migrate
 
 
 @pytest.fixture(scope="module")
-def libvirt_hosts(shared_dir):
+def libvirt_hosts():
     return load_hosts(DUMPS / "libvirt")
 
 
@@ -53,7 +62,7 @@ def test_matrix_agrees_with_migrate_on_sampled_pairs(pool, kernel, vendor):
 
 
 def test_every_rule_of_migrate_is_a_matrix_rule():
-    import cpuidkit.migrate as m
+    import cpuidkit.analysis.migrate as m
 
     documented = {line.split("``")[1] for line in m.__doc__.splitlines() if line.startswith("``") and "  " in line}
     assert documented == set(RULES)
@@ -75,7 +84,7 @@ def test_exact_column_for_a_measured_pvm_host(libvirt_hosts):
 
 @pytest.mark.kvm
 def test_matrix_with_the_live_host(libvirt_hosts):
-    live = HostProfile.live()
+    live = host_profile()
     hosts = libvirt_hosts[::4] + [live]
     f = fleet(hosts)
     for i in range(len(hosts)):
@@ -119,7 +128,7 @@ def test_progress_is_reported(libvirt_hosts):
 
 
 def test_baseline_moves_to_every_host(libvirt_hosts):
-    from cpuidkit.lint import lint_table
+    from cpuidkit.analysis.lint import lint_table
 
     intel = [h for h in libvirt_hosts if h.vendor == "GenuineIntel"]
     servers = [h for h in intel if "Xeon" in h.name and h.maxphyaddr >= 46]
@@ -134,7 +143,7 @@ def test_baseline_moves_to_every_host(libvirt_hosts):
             assert not [x for x in lint_table(b.table) if x.severity == "illegal"]
     b = common_baseline(servers)
     assert b.xcr0 & 0b111 == 0b111 and b.maxphyaddr == min(h.maxphyaddr for h in servers)
-    from cpuidkit.catalog import catalog
+    from cpuidkit.core.catalog import catalog
 
     assert "avx512f" not in catalog().features(b.table)  # not every Xeon server here has AVX-512
     assert not b.xcr0 & (0b111 << 5)
@@ -158,7 +167,7 @@ def test_plot_returns_a_figure(libvirt_hosts):
 
 
 def test_numpy_and_matplotlib_are_imported_lazily():
-    code = ("import sys, cpuidkit.fleet, cpuidkit.report, cpuidkit.review_cli; "
+    code = ("import sys, cpuidkit.analysis.fleet, cpuidkit.analysis.review, cpuidkit.cli.review; "
             "print('numpy' in sys.modules, 'matplotlib' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
     assert out.stdout.split() == ["False", "False"]
@@ -178,7 +187,7 @@ def test_load_hosts_errors(tmp_path):
 
 
 @pytest.fixture
-def dump_dir(tmp_path, shared_dir):
+def dump_dir(tmp_path):
     d = tmp_path / "pool"
     d.mkdir()
     for p in libvirt_dumps()[::3]:
@@ -200,7 +209,7 @@ def test_cli_json_and_baseline(dump_dir, tmp_path, capsys):
     n = len(doc["hosts"])
     assert doc["rules"] == list(RULES) and len(doc["blockers"]) == n and len(doc["blockers"][0]) == n
     assert doc["kernel"] == "6.1" and doc["baseline"]["entries"]
-    from cpuidkit.sources import load
+    from cpuidkit.core.sources import load
 
     assert len(load(base)) == len(doc["baseline"]["entries"])
 
@@ -228,11 +237,11 @@ def test_terminal_progress_draws_one_line():
             return True
 
     out = Tty()
-    show = __import__("cpuidkit.fleet", fromlist=["terminal_progress"]).terminal_progress(out, min_interval=0)
+    show = __import__("cpuidkit.analysis.fleet", fromlist=["terminal_progress"]).terminal_progress(out, min_interval=0)
     for done in (1, 2, 3):
         show(done, 3, "pairs")
     text = out.getvalue()
     assert "\rfleet: pairs 3/3 (100%)" in text and "\n" not in text
-    from cpuidkit.fleet import terminal_progress
+    from cpuidkit.analysis.fleet import terminal_progress
 
     assert terminal_progress(io.StringIO()) is None  # not a terminal: no progress line

@@ -1,6 +1,6 @@
 """Fuzzing every importer: the only outcomes are a table or an InputError naming where and what.
 
-Inputs are the shared real dumps mutated by ``strategies.mutate`` (truncations,
+Inputs are the real dumps of tests/data mutated by ``strategies.mutate`` (truncations,
 flipped characters, huge/negative numbers, wrong JSON types, duplicated
 elements and lines, mixed formats, random bytes, DTDs, deep nesting), plus
 random text and bytes.  ``bench/bench_fuzz.py`` runs the same mutations
@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 import strategies as S
 from conftest import ROOT
 from cpuidkit import CpuidTable, InputError
-from cpuidkit.sources import FORMATS, load, loads, loads_bytes
+from cpuidkit.core.sources import FORMATS, load, loads, loads_bytes
 
 SOURCE = "fuzzed.dump"
 FUZZ = settings(max_examples=120, deadline=None, derandomize=True,
@@ -72,7 +72,7 @@ def test_cpu_selection_on_fuzzed_multi_cpu_dumps(fmt, data):
 
 
 def decode_in_process(path) -> tuple[int, str, str]:
-    from cpuidkit.cli import main
+    from cpuidkit.cli.main import main
 
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):

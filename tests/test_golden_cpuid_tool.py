@@ -22,9 +22,10 @@ from pathlib import Path
 import pytest
 
 from conftest import libvirt_dumps
-from cpuidkit.catalog import catalog
-from cpuidkit.sources import dumps, load
-from cpuidkit.table import FLAG_SIGNIFICANT_INDEX, CpuidEntry, CpuidTable, insert_bits
+from cpuidkit.core.catalog import catalog
+from cpuidkit.core.sources import dumps, load
+from cpuidkit.core.bits import FLAG_SIGNIFICANT_INDEX, insert_bits
+from cpuidkit.core.table import CpuidEntry, CpuidTable
 
 TOOL_TIMEOUT = 60  # seconds for one `cpuid -f` run (a run takes milliseconds)
 

@@ -19,10 +19,10 @@ import time
 import pytest
 
 from conftest import libvirt_dumps
-from cpuidkit.cli import main
-from cpuidkit.kvm.host import HostProfile
-from cpuidkit.sources import load
-from cpuidkit.xsave import components_of, standard_size, supported_xcr0
+from cpuidkit.cli.main import main
+from cpuidkit.core.hosts import HostProfile
+from cpuidkit.core.sources import load
+from cpuidkit.core.xsave import components_of, standard_size, supported_xcr0
 
 kvm = pytest.mark.kvm
 
@@ -81,7 +81,7 @@ def test_sapphire_rapids_class_0x602e7_is_11008_bytes(name):
 def test_live_xcr0_accept_set_equals_kvm_set_xcrs_over_4096_values(tmp_path):
     from cpuidkit import KvmError
     from cpuidkit.live import LiveVcpu, supported_cpuid
-    from cpuidkit.sources import save
+    from cpuidkit.core.sources import save
 
     from cpuidkit.live._sys import detect_vendor, kernel_version
 
@@ -136,7 +136,7 @@ def test_migrate_blocks_a_52_bit_guest_on_a_46_bit_host():
 
 
 def test_migrate_does_not_block_a_46_bit_guest_on_a_52_bit_host():
-    from cpuidkit.migrate import migrate
+    from cpuidkit.analysis.migrate import migrate
 
     # the narrow guest: Sapphire Rapids' own CPUID with MAXPHYADDR 46, so nothing but the width differs
     spr = HostProfile.builtin("sapphire-rapids")
@@ -162,7 +162,7 @@ def test_migrate_does_not_block_a_46_bit_guest_on_a_52_bit_host():
 ])
 def test_sgx_xfrm_by_kernel(kernel, stored_xfrm, avx512_enclave):
     from test_guest_sgx import sgx_vcpu
-    from cpuidkit.xsave import sgx_ecreate
+    from cpuidkit.kvm.xcr import sgx_ecreate
 
     v = sgx_vcpu(kernel, guest_xcr0=0x7, xfrm=0xE7)
     s1 = v.get_cpuid().get(0x12, 1)

@@ -13,7 +13,7 @@ import pytest
 
 from test_guest import run_cli
 from cpuidkit import CpuidEntry, CpuidTable, InputError
-from cpuidkit.addressing import (
+from cpuidkit.analysis.addressing import (
     MISSED,
     MMIO,
     RESERVED,
@@ -31,12 +31,12 @@ from cpuidkit.addressing import (
     paging_reserved_bits,
     smaller_maxphyaddr,
 )
-from cpuidkit.kvm.host import HostProfile
+from cpuidkit.core.hosts import HostProfile
 
 GiB, TiB = 1 << 30, 1 << 40
 
 
-def _bits(lo, hi):
+def set_bits(lo, hi):
     return ((1 << (hi - lo + 1)) - 1) << lo
 
 
@@ -58,17 +58,17 @@ def test_maxphyaddr_defaults_to_36():
 
 def test_four_level_reserved_bits():
     m = paging_reserved_bits(46, "4-level")
-    high = _bits(46, 51)
+    high = set_bits(46, 51)
     assert m["PTE"] == m["PDE"] == m["PDPTE"] == high
     assert m["PML4E"] == high | 1 << 7  # PS must be 0 in a PML4E
-    assert m["PDE (2 MiB page)"] == high | _bits(13, 20)
-    assert m["PDPTE (1 GiB page)"] == high | _bits(13, 29)
+    assert m["PDE (2 MiB page)"] == high | set_bits(13, 20)
+    assert m["PDPTE (1 GiB page)"] == high | set_bits(13, 29)
     assert "PML5E" not in m and paging_reserved_bits(46, "5-level")["PML5E"] == m["PML4E"]
 
 
 def test_reserved_bits_options():
-    assert paging_reserved_bits(46, nx=False)["PTE"] == _bits(46, 51) | 1 << 63
-    assert paging_reserved_bits(46, gbpages=False)["PDPTE"] == _bits(46, 51) | 1 << 7
+    assert paging_reserved_bits(46, nx=False)["PTE"] == set_bits(46, 51) | 1 << 63
+    assert paging_reserved_bits(46, gbpages=False)["PDPTE"] == set_bits(46, 51) | 1 << 7
     amd = paging_reserved_bits(46, amd=True)
     assert amd["PML4E"] & 1 << 8 and not amd["PDPTE"] & 1 << 8  # KVM adds bit 8 to PML4E/PML5E only
 
@@ -76,14 +76,14 @@ def test_reserved_bits_options():
 def test_no_maxphyaddr_bits_at_52_and_above():
     assert paging_reserved_bits(52)["PTE"] == 0
     assert paging_reserved_bits(64)["PTE"] == 0
-    assert paging_reserved_bits(0)["PTE"] == _bits(0, 51)  # degenerate: every address bit reserved
+    assert paging_reserved_bits(0)["PTE"] == set_bits(0, 51)  # degenerate: every address bit reserved
 
 
 def test_pae_reserves_up_to_bit_62():
     m = paging_reserved_bits(36, "pae")
-    assert m["PTE"] == _bits(36, 62)
+    assert m["PTE"] == set_bits(36, 62)
     pdpte = [v for k, v in m.items() if k.startswith("PDPTE")][0]
-    assert pdpte == _bits(36, 63) | _bits(5, 8) | _bits(1, 2)
+    assert pdpte == set_bits(36, 63) | set_bits(5, 8) | set_bits(1, 2)
 
 
 def test_cr3():
@@ -96,8 +96,8 @@ def test_cr3():
 
 
 def test_apic_base_reserved_bits():
-    assert apic_base_reserved_bits(36) == _bits(36, 63) | 0x2FF
-    assert apic_base_reserved_bits(36, x2apic=False) == _bits(36, 63) | 0x2FF | 1 << 10
+    assert apic_base_reserved_bits(36) == set_bits(36, 63) | 0x2FF
+    assert apic_base_reserved_bits(36, x2apic=False) == set_bits(36, 63) | 0x2FF | 1 << 10
     assert apic_base_reserved_bits(64) == 0x2FF
 
 

@@ -1,4 +1,4 @@
-"""`cpuidkit migrate` and cpuidkit.migrate: findings between a guest table and a destination host."""
+"""`cpuidkit migrate` and cpuidkit.analysis.migrate: findings between a guest table and a destination host."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import json
 import pytest
 
 from test_guest import run_cli
-from cpuidkit.kvm.host import HostProfile
-from cpuidkit.migrate import SEVERITIES, migrate
+from cpuidkit.core.hosts import HostProfile
+from cpuidkit.analysis.migrate import SEVERITIES, migrate
 
 SPR = HostProfile.builtin("sapphire-rapids")
 
@@ -129,7 +129,7 @@ def test_explicit_xcr0():
 
 
 def test_cli_exit_codes_and_table_format(tmp_path):
-    from cpuidkit.sources import save
+    from cpuidkit.core.sources import save
 
     rc, out = run_cli("migrate", "sapphire-rapids", "--to", "emerald-rapids")
     assert rc == 0 and "OK" in out.splitlines()[0]

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import pytest
 
-from cpuidkit.kvm.host import HostProfile
+from cpuidkit.core.hosts import HostProfile
 from cpuidkit.kvm.vcpu import SimulatedVcpu
-from cpuidkit.xsave import SGX_ATTR_MODE64BIT, SGX_ATTR_PROVISIONKEY, sgx_ecreate, sgx_fields
+from cpuidkit.kvm.xcr import SGX_ATTR_MODE64BIT, SGX_ATTR_PROVISIONKEY, sgx_ecreate, sgx_fields
 
 SGX_HOST = HostProfile.builtin("emerald-rapids")  # CPUID 7.0 EBX.SGX set
 

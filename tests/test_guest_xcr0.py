@@ -15,10 +15,12 @@ import pytest
 
 from test_guest import run_cli
 from cpuidkit import CpuidTable, KvmError
-from cpuidkit.kvm.host import HostProfile
+from cpuidkit.live import host_profile
+from cpuidkit.core.hosts import HostProfile
 from cpuidkit.kvm.interface import CR4_OSXSAVE
 from cpuidkit.kvm.vcpu import SimulatedVcpu
-from cpuidkit.xsave import accept_set, evaluate_xcr0, parse_bits, set_xcrs, values_over, xsetbv
+from cpuidkit.kvm.xcr import accept_set, evaluate_xcr0, set_xcrs, values_over, xsetbv
+from cpuidkit.core.xsave import parse_bits
 
 kvm = pytest.mark.kvm
 SPR = HostProfile.builtin("sapphire-rapids")
@@ -183,7 +185,7 @@ def test_cli_vendor_and_kernel_and_host():
 
 
 def test_cli_without_permission_reports_eperm(capsys):
-    from cpuidkit.cli import main
+    from cpuidkit.cli.main import main
 
     assert main(["xcr0", "0x7", "--table", "sapphire-rapids", "--no-xfeature-permission"]) == 1
     assert "EPERM" in capsys.readouterr().err
@@ -227,7 +229,7 @@ def live_sim() -> SimulatedVcpu:
     """The model for this machine: its kernel version, its vendor module, its measured host profile."""
     from cpuidkit.live._sys import detect_vendor, kernel_version
 
-    return SimulatedVcpu(kernel_version(), detect_vendor()[0] or "vmx", HostProfile.live())
+    return SimulatedVcpu(kernel_version(), detect_vendor()[0] or "vmx", host_profile())
 
 
 @pytest.fixture

@@ -1,6 +1,6 @@
 """The XSAVE component table (data/xsave-components.csv), area sizes and layouts, and AMX.
 
-Expected values are facts from real CPUs (the shared libvirt dumps) and from the SDM/kernel sources
+Expected values are facts from real CPUs (the libvirt dumps in tests/data) and from the SDM/kernel sources
 named in the data file, never read back from the module under test.
 """
 
@@ -12,12 +12,12 @@ import pytest
 
 from conftest import libvirt_dumps
 from cpuidkit import KvmError
-from cpuidkit.kvm.host import HostProfile
+from cpuidkit.live import host_profile
+from cpuidkit.core.hosts import HostProfile
 from cpuidkit.kvm.vcpu import SimulatedVcpu
-from cpuidkit.sources import load
-from cpuidkit.xsave import (
+from cpuidkit.core.sources import load
+from cpuidkit.core.xsave import (
     XFEATURE_NAMES,
-    amx_report,
     area_sizes,
     compacted_layout,
     compacted_size,
@@ -31,6 +31,7 @@ from cpuidkit.xsave import (
     supported_xcr0,
     supported_xss,
 )
+from cpuidkit.kvm.xcr import amx_report
 
 DUMPS = {p.stem.removeprefix("x86_64-cpuid-"): p for p in libvirt_dumps()}
 SPR = HostProfile.builtin("sapphire-rapids")
@@ -158,9 +159,9 @@ def test_compacted_size_with_xss_in_bit_order():
 
 
 def _xcr0_candidates(full: int):
-    from cpuidkit.xsave import _bits
+    from cpuidkit.core.xsave import set_bits
 
-    bits = [b for b in _bits(full) if b >= 2]
+    bits = [b for b in set_bits(full) if b >= 2]
     for combo in itertools.product((0, 1), repeat=len(bits)):
         m = 0b11 | sum(1 << b for b, on in zip(bits, combo) if on)
         if all(m & g in (0, g) for g in groups().values()):
@@ -262,7 +263,7 @@ def test_live_amx_permission_and_set_cpuid2_agree_with_the_model():
     from test_live import _child
 
     from cpuidkit.live import supported_cpuid
-    from cpuidkit.xsave import amx_report
+    from cpuidkit.kvm.xcr import amx_report
 
     code = """
         import json, sys
@@ -292,7 +293,7 @@ def test_live_amx_permission_and_set_cpuid2_agree_with_the_model():
     from cpuidkit.live._sys import detect_vendor, kernel_version
 
     table = supported_cpuid().set_field("0xd.0.eax[18]", 1).set_field("0xd.0.eax[17]", 1)
-    model = amx_report("live", kernel=kernel_version(), vendor=detect_vendor()[0] or "vmx", table=table)
+    model = amx_report(host_profile(), kernel=kernel_version(), vendor=detect_vendor()[0] or "vmx", table=table)
     without = _child(code.replace("PERM", "False"))
     assert without["set_cpuid"] == model["without_permission"]["set_cpuid"] == "EPERM"
     with_ = _child(code.replace("PERM", "True"))

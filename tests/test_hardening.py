@@ -27,8 +27,8 @@ from hypothesis import strategies as st
 import strategies as S
 from conftest import LIVE_DATA, ROOT
 from cpuidkit import CpuidEntry, CpuidTable, InputError, KvmError
-from cpuidkit._io import WriteFailed, atomic_write_bytes, atomic_write_text
-from cpuidkit.sources import dumps, load, loads, save
+from cpuidkit._files import WriteFailed, atomic_write_bytes, atomic_write_text
+from cpuidkit.core.sources import dumps, load, loads, save
 
 # -- hostile XML -------------------------------------------------------------------------
 
@@ -149,7 +149,7 @@ def test_unwritable_places_are_one_line_errors(tmp_path):
 
 
 def _cli(argv) -> tuple[int, str, str]:
-    from cpuidkit.cli import main
+    from cpuidkit.cli.main import main
 
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
@@ -159,15 +159,15 @@ def _cli(argv) -> tuple[int, str, str]:
 
 def test_live_supported_output_is_atomic(tmp_path, monkeypatch):
     """`cpuidkit live supported -o FILE`: a failure mid-write leaves the old FILE and exits 2 with one line."""
-    import cpuidkit.live
+    import cpuidkit.cli.check  # the command's own reference to the live helper
 
-    monkeypatch.setattr(cpuidkit.live, "supported_cpuid", lambda *a, **k: TABLE)
+    monkeypatch.setattr(cpuidkit.cli.check, "supported_cpuid", lambda *a, **k: TABLE)
     out = tmp_path / "supported.json"
     assert _cli(["live", "supported", "-o", str(out)])[0] == 0
     assert load(out) == TABLE
     before = out.read_bytes()
 
-    monkeypatch.setattr(cpuidkit.live, "supported_cpuid", lambda *a, **k: TABLE[:5])
+    monkeypatch.setattr(cpuidkit.cli.check, "supported_cpuid", lambda *a, **k: TABLE[:5])
     real_replace = os.replace
     monkeypatch.setattr(os, "replace", lambda *a: (_ for _ in ()).throw(OSError(5, "Input/output error")))
     code, stdout, stderr = _cli(["live", "supported", "-o", str(out)])
@@ -199,7 +199,7 @@ def test_live_supported_writes_what_the_kernel_reports(tmp_path):
     assert load(out) == here
 
 
-# Calls that write a file.  Everything cpuidkit (and its benches) writes must go through cpuidkit._io;
+# Calls that write a file.  Everything cpuidkit (and its benches) writes must go through cpuidkit._files;
 # a scratch file that is not an output may be opened directly on a line marked "# scratch".
 _WRITERS = {"write_text", "write_bytes", "savefig", "to_csv", "to_json", "to_excel", "to_parquet", "to_pickle", "to_html"}
 
@@ -230,9 +230,9 @@ def _direct_writes(path: Path) -> list[str]:
 
 def test_every_writer_goes_through_the_atomic_helper():
     files = [p for p in sorted((ROOT / "cpuidkit").rglob("*.py")) + sorted((ROOT / "bench").glob("*.py"))
-             if p.name != "_io.py"]
+             if p.name != "_files.py"]
     found = [hit for p in files for hit in _direct_writes(p)]
-    assert not found, "write these through cpuidkit._io.atomic_write_*:\n" + "\n".join(found)
+    assert not found, "write these through cpuidkit._files.atomic_write_*:\n" + "\n".join(found)
 
 
 # -- a failed KVM_SET_CPUID2 on the model -----------------------------------------------------
@@ -259,9 +259,9 @@ def _bad_tables(current: CpuidTable, base: CpuidTable):
 @settings(max_examples=150, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_a_failed_set_cpuid_leaves_the_vcpu_as_the_kernel_does(data):
-    from cpuidkit.kvm.host import HostProfile
+    from cpuidkit.core.hosts import HostProfile
     from cpuidkit.kvm.interface import CR4_OSXSAVE, MSR_IA32_APICBASE
-    from cpuidkit.kvm.kernels import kernel_profile
+    from cpuidkit.core.kernels import kernel_profile
     from cpuidkit.kvm.vcpu import SimulatedVcpu
 
     kernel = data.draw(st.sampled_from(KERNELS), label="kernel")

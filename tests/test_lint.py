@@ -21,10 +21,10 @@ import pytest
 from conftest import DUMPS, ROOT, firecracker_dumps, libcpuid_dumps, libvirt_dumps
 
 from cpuidkit import InputError
-from cpuidkit.cli import main
+from cpuidkit.cli.main import main
 from cpuidkit.kvm.check import check
-from cpuidkit.kvm.host import HostProfile
-from cpuidkit.lint import (
+from cpuidkit.core.hosts import HostProfile
+from cpuidkit.analysis.lint import (
     ARCH_INDEXED_FUNCTIONS,
     CLASSES,
     Case,
@@ -42,8 +42,9 @@ from cpuidkit.lint import (
     rules_markdown,
     summarize,
 )
-from cpuidkit.sources import load, save
-from cpuidkit.table import FLAG_SIGNIFICANT_INDEX, CpuidEntry, CpuidTable
+from cpuidkit.core.sources import load, save
+from cpuidkit.core.bits import FLAG_SIGNIFICANT_INDEX
+from cpuidkit.core.table import CpuidEntry, CpuidTable
 
 LIBVIRT = DUMPS / "libvirt"
 
@@ -103,7 +104,7 @@ def test_at_least_25_rules_in_three_classes():
 
 def test_every_rule_row_has_an_implementation_and_back():
     assert set(implementations()) == set(rules())
-    from cpuidkit import lint
+    from cpuidkit.analysis import lint
 
     dep_rules = {d.rule for d in dependencies()}
     assert not dep_rules & set(lint._CHECKS), "a rule is both a function and dependency rows"
@@ -111,7 +112,7 @@ def test_every_rule_row_has_an_implementation_and_back():
 
 
 def test_dependency_rules_are_insane_and_name_catalog_fields():
-    from cpuidkit.catalog import catalog
+    from cpuidkit.core.catalog import catalog
 
     for d in dependencies():
         assert rules()[d.rule].severity == "insane", d
@@ -136,7 +137,7 @@ def test_kvm_checks_column_is_only_the_linear_width():
 
 
 def test_bad_rule_data_is_an_input_error(monkeypatch):
-    from cpuidkit import lint
+    from cpuidkit.analysis import lint
 
     monkeypatch.setattr(lint, "read_csv", lambda name: [
         {"id": "x", "class": "weird", "fields": "", "explanation": "e", "reference": "r", "kvm_checks": "no",
@@ -250,7 +251,7 @@ def _dependency_cases() -> list[RuleCase]:
         for d in edges:
             for name in names:
                 t = base(name)
-                from cpuidkit.lint import _View
+                from cpuidkit.analysis.lint import _View
 
                 v = _View(t, None)
                 if v.ref(d.feature) and v.ref(d.requires) and rid not in rule_ids(lint_table(t)):
@@ -537,7 +538,7 @@ def _m_pv_without_hypervisor(t, rng):
 
 
 def _m_vendor_swap(t, rng):
-    from cpuidkit import lint
+    from cpuidkit.analysis import lint
 
     if t.vendor in ("AuthenticAMD", "HygonGenuine"):
         own, other = lint._AMD_ONLY_LEAVES, "GenuineIntel"
@@ -839,8 +840,8 @@ def test_cli_runs_as_a_program(tmp_path):
 
 
 def test_lint_imports_only_on_use_and_stays_light():
-    code = ("import sys, cpuidkit; assert 'cpuidkit.lint' not in sys.modules; "
-            "import cpuidkit.lint as l; l.lint_table(cpuidkit.CpuidTable()); "
+    code = ("import sys, cpuidkit; assert 'cpuidkit.analysis.lint' not in sys.modules; "
+            "import cpuidkit.analysis.lint as l; l.lint_table(cpuidkit.CpuidTable()); "
             "print(','.join(m for m in sys.modules if m.split('.')[0] in ('pandas', 'matplotlib', 'ipywidgets', 'numpy')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert out.stdout.strip() == ""
@@ -850,7 +851,7 @@ def test_docs_rules_table_is_the_data():
     text = (ROOT / "docs" / "lint.md").read_text(encoding="utf-8")
     m = re.search(r"<!-- rules:begin -->\n(.*?)\n<!-- rules:end -->", text, re.S)
     assert m, "docs/lint.md lacks the generated rules table markers"
-    assert m.group(1) == rules_markdown(), "regenerate: python -c 'from cpuidkit.lint import rules_markdown; print(rules_markdown())'"
+    assert m.group(1) == rules_markdown(), "regenerate: python -c 'from cpuidkit.analysis.lint import rules_markdown; print(rules_markdown())'"
     for name, reasons in REAL_DUMP_EXPLANATIONS.items():
         if reasons:
             assert name in text, f"docs/lint.md does not explain the findings on {name}"

@@ -24,9 +24,9 @@ from pathlib import Path
 
 import pytest
 
-from cpuidkit._errors import KvmError, KvmUnavailable
+from cpuidkit.errors import KvmError, KvmUnavailable
 from cpuidkit.live import _abi
-from cpuidkit.table import CpuidEntry
+from cpuidkit.core.table import CpuidEntry
 
 ROOT = Path(__file__).resolve().parent.parent
 X86_64 = os.uname().machine == "x86_64"
@@ -180,7 +180,7 @@ def test_host_cpuid_vendor_matches_proc_cpuinfo():
 
 @pytest.mark.skipif(not X86_64, reason="the CPUID instruction needs an x86-64 host")
 def test_host_cpuid_table_shape():
-    from cpuidkit.kvm.indexed import function_is_indexed
+    from cpuidkit.core.indexed import function_is_indexed
     from cpuidkit.live import host_cpuid, host_cpuid_table
 
     t = host_cpuid_table()
@@ -350,7 +350,7 @@ def test_tiledata_without_permission_is_eperm():
         """
         import json
         from cpuidkit.live import LiveVcpu, xfeature_permissions
-        from cpuidkit._errors import KvmError
+        from cpuidkit.errors import KvmError
         res = {"guest_perm": xfeature_permissions(None)["guest"]}
         with LiveVcpu() as v:
             s = v.supported_cpuid()
@@ -378,7 +378,7 @@ def test_grant_xfeature_permission():
         """
         import json
         from cpuidkit.live import LiveVcpu, xfeature_permissions
-        from cpuidkit._errors import KvmError
+        from cpuidkit.errors import KvmError
         res = {"supported": xfeature_permissions(None)["supported"]}
         def attempt(v, mask):
             try:
@@ -419,7 +419,7 @@ def test_grant_after_vcpu_is_ebusy():
         """
         import json
         from cpuidkit.live import LiveVcpu, xfeature_permissions
-        from cpuidkit._errors import KvmError
+        from cpuidkit.errors import KvmError
         with LiveVcpu() as v:
             v.get_cpuid()   # creates the vCPU: permissions are now locked
             try:
@@ -577,7 +577,7 @@ def test_disable_hlt_exits_only_before_the_vcpu():
 
 @kvm
 def test_disable_quirk_follows_the_supported_mask(vcpu):
-    from cpuidkit._errors import InputError
+    from cpuidkit.errors import InputError
     from cpuidkit.kvm.interface import QUIRKS
 
     mask = vcpu.check_extension(_abi.KVM_CAP_DISABLE_QUIRKS2)

@@ -10,7 +10,7 @@ import pytest
 
 from cpuidkit import CpuidEntry, CpuidTable, KvmError
 from cpuidkit.kvm.check import check
-from cpuidkit.kvm.host import HostProfile
+from cpuidkit.core.hosts import HostProfile
 from cpuidkit.kvm.interface import CR4_OSXSAVE, CR4_PKE, MSR_IA32_APICBASE, MSR_IA32_MISC_ENABLE, MSR_IA32_XSS
 from cpuidkit.kvm.vcpu import SimulatedVcpu
 
@@ -322,8 +322,8 @@ def test_compacted_size_alignment_from_517(kernel, aligned):
     # form).  On real CPUs only AMX components carry the flag, and 5.16 cannot enable AMX at all, so the
     # old arithmetic is checked on the runtime rule itself with AMX forced into XCR0.
     from cpuidkit.kvm.runtime import VcpuState, apply_runtime
-    from cpuidkit.kvm.kernels import kernel_profile
-    from cpuidkit.xsave import compacted_size
+    from cpuidkit.core.kernels import kernel_profile
+    from cpuidkit.core.xsave import compacted_size
 
     e = SPR.cpuid.get(0xD, 1)
     entries = [e.replace(eax=e.eax | 0b1010)]
@@ -444,9 +444,9 @@ def test_amx_joins_kvm_supported_xcr0_in_517(kernel, amx):
 
 
 def test_code_constants_agree_with_the_kernel_data():
-    # KVM_SUPPORTED_XCR0 in cpuidkit.kvm.host is the newest row of supported_xcr0_mask
-    from cpuidkit.kvm.host import KVM_SUPPORTED_XCR0
-    from cpuidkit.kvm.kernels import kernel_profile
+    # KVM_SUPPORTED_XCR0 in cpuidkit.core.hosts is the newest row of supported_xcr0_mask
+    from cpuidkit.core.hosts import KVM_SUPPORTED_XCR0
+    from cpuidkit.core.kernels import kernel_profile
 
     assert KVM_SUPPORTED_XCR0 == int(kernel_profile("6.18").value("supported_xcr0_mask"), 0)
 
@@ -466,7 +466,7 @@ def test_an_unchanged_xss_write_refreshes_runtime_fields(kernel, refreshes):
 
 @pytest.mark.parametrize("kernel,cfg_shown", [("6.3", True), ("6.4", False)])
 def test_supported_cpuid_hides_tilecfg_too_from_64(kernel, cfg_shown):
-    from cpuidkit.kvm.kernels import kernel_profile
+    from cpuidkit.core.kernels import kernel_profile
 
     t = SPR.supported_cpuid(kernel=kernel_profile(kernel))
     assert t.get(0xD, 0).eax >> 18 & 1 == 0

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from cpuidkit.catalog import catalog
+from cpuidkit.live import host_profile
+from cpuidkit.core.catalog import catalog
 from cpuidkit.kvm.check import check
-from cpuidkit.kvm.host import HostProfile
+from cpuidkit.core.hosts import HostProfile
 from cpuidkit.kvm.ownership import classify_field, ownership
 from cpuidkit.kvm.vcpu import SimulatedVcpu
 
@@ -61,7 +62,7 @@ def test_not_virtualized_needs_a_measured_supported_table():
 def test_pvm_owns_what_it_rewrites_on_this_host():
     from cpuidkit.live import LiveVcpu
 
-    host = HostProfile.live()
+    host = host_profile()
     if host.vendor_module != "pvm":
         pytest.skip("the pvm module is not the vendor module here")
     v = SimulatedVcpu(kernel="6.18", vendor="pvm", host=host)

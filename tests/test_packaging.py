@@ -105,7 +105,7 @@ def test_data_files_load_from_an_installed_wheel(tmp_path):
     py = env_dir / "bin" / "python"
     subprocess.run([str(py), "-m", "pip", "install", "--quiet", str(wheel)], check=True, capture_output=True, text=True)
     code = (
-        "import cpuidkit, cpuidkit._data as d; from cpuidkit.catalog import catalog; "
+        "import cpuidkit, cpuidkit._files as d; from cpuidkit.core.catalog import catalog; "
         "print(d.data_dir()); print(len(catalog()))"
     )
     # run from an empty folder so the checkout cannot be imported by accident

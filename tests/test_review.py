@@ -10,11 +10,19 @@ import pytest
 
 from conftest import DUMPS, ROOT, firecracker_dumps
 
-from cpuidkit.cli import main
-from cpuidkit.kvm.host import HostProfile, builtin_hosts
-from cpuidkit.report import (GENERAL, NOT_ABOUT_THE_TABLE, RELEVANCE, changing_behaviours, render_html,
-                             render_markdown, review)
-from cpuidkit.sources import load
+from cpuidkit.live import host_profile
+from cpuidkit.cli.main import main
+from cpuidkit.core.hosts import HostProfile, builtin_hosts
+from cpuidkit.analysis.review import (
+    GENERAL,
+    NOT_ABOUT_THE_TABLE,
+    RELEVANCE,
+    changing_behaviours,
+    render_html,
+    render_markdown,
+    review,
+)
+from cpuidkit.core.sources import load
 
 EXAMPLES = ROOT / "docs" / "examples"
 SPR_618 = "fingerprint_INTEL_SAPPHIRE_RAPIDS_6.18host.json"
@@ -34,8 +42,8 @@ def _make_examples():
 # -- the committed examples ----------------------------------------------------------------------------
 
 
-def test_committed_examples_are_up_to_date(shared_dir, tmp_path):
-    written = _make_examples().generate(shared_dir, tmp_path)
+def test_committed_examples_are_up_to_date(test_data, tmp_path):
+    written = _make_examples().generate(test_data, tmp_path)
     names = sorted(p.name for p in written)
     assert len([n for n in names if n.startswith("fingerprint_") and n.endswith(".md")]) == len(firecracker_dumps()) == 18
     committed = sorted(p.name for p in EXAMPLES.iterdir())
@@ -49,7 +57,7 @@ def test_examples_carry_no_paths_or_dates():
     for p in EXAMPLES.iterdir():
         text = p.read_text()
         assert str(ROOT) not in text and str(ROOT.parent) not in text
-        assert "../shared" not in text
+        assert "tests/data" not in text
         assert not re.search(r"\b20\d\d-\d\d-\d\d[T ]\d\d:\d\d", text), p.name
 
 
@@ -77,7 +85,7 @@ def test_examples_read_sensibly():
 
 
 @pytest.fixture(scope="module")
-def spr(shared_dir):
+def spr():
     host = HostProfile.from_file(DUMPS / "libvirt" / "x86_64-cpuid-Xeon-w7-3465X.xml")
     return review(load(_fp(SPR_618)), host, kernel="6.18", template_name=SPR_618)
 
@@ -139,7 +147,7 @@ def test_html_is_self_contained(spr):
 
 
 def test_every_changing_behaviour_is_classified():
-    from cpuidkit.kvm.kernels import all_behaviour_ids
+    from cpuidkit.core.kernels import all_behaviour_ids
 
     known = set(all_behaviour_ids())
     classes = [set(RELEVANCE), set(GENERAL), set(NOT_ABOUT_THE_TABLE)]
@@ -153,16 +161,16 @@ def test_every_changing_behaviour_is_classified():
 # -- the command --------------------------------------------------------------------------------------------
 
 
-def test_cli_markdown_to_stdout(shared_dir, capsys):
+def test_cli_markdown_to_stdout(test_data, capsys):
     fp = _fp("fingerprint_AMD_MILAN_6.1host.json")
     host = DUMPS / "libvirt" / "x86_64-cpuid-EPYC-7713-64-Core.xml"
     assert main(["review", str(fp.resolve()), "--host", str(host.resolve()), "--kernel", "6.1"]) == 0
     out = capsys.readouterr().out
     assert "| vendor module | `svm` |" in out
-    assert str(shared_dir) not in out and str(fp.resolve().parent) not in out  # file names only
+    assert str(test_data) not in out and str(fp.resolve().parent) not in out  # file names only
 
 
-def test_cli_html_written_atomically(shared_dir, tmp_path):
+def test_cli_html_written_atomically(tmp_path):
     out = tmp_path / "r.html"
     out.write_text("old")
     assert main(["review", str(_fp(SPR_618)), "--host", "sapphire-rapids", "--format", "html", "-o", str(out)]) == 0
@@ -197,7 +205,7 @@ def test_cli_no_permission(capsys):
 
 @pytest.mark.kvm
 def test_review_on_the_live_host():
-    t = HostProfile.live().supported
+    t = host_profile().supported
     r = review(t, "live", template_name="supported.json")
     assert r.data["supported_cpuid"] == "measured" and r.data["verdict"] == "accepted"
     assert r.data["beyond"] == []  # KVM_GET_SUPPORTED_CPUID is, by definition, all virtualized

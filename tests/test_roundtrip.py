@@ -20,9 +20,9 @@ from hypothesis import strategies as st
 import strategies as S
 from conftest import LIVE_DATA, libvirt_dumps
 from cpuidkit import CpuidEntry, CpuidTable
-from cpuidkit.sources import WRITABLE, dumps, load, loads, save
-from cpuidkit.sources.cpuid_raw import TOOL_LINE_LIMIT, dump_line
-from cpuidkit.sources._common import indexed_flags
+from cpuidkit.core.sources import WRITABLE, dumps, load, loads, save
+from cpuidkit.core.sources.cpuid_raw import TOOL_LINE_LIMIT, dump_line
+from cpuidkit.core.sources._common import indexed_flags
 
 ROUND = settings(max_examples=80, deadline=None, derandomize=True,
                  suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 
 from cpuidkit import CpuidTable, KvmError
-from cpuidkit.kvm.host import HostProfile
+from cpuidkit.core.hosts import HostProfile
 from cpuidkit.kvm.interface import CR4_OSXSAVE, CR4_PKE
 from cpuidkit.kvm.vcpu import SimulatedVcpu
 

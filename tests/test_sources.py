@@ -1,4 +1,4 @@
-"""Importers and writers: every shared dump imports; bad input is an InputError naming file and place."""
+"""Importers and writers: every real dump in tests/data imports; bad input is an InputError naming file and place."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import DUMPS, LIVE_DATA, all_shared_dumps, firecracker_dumps, libcpuid_dumps, libvirt_dumps
+from conftest import DUMPS, LIVE_DATA, all_dumps, firecracker_dumps, libcpuid_dumps, libvirt_dumps
 from cpuidkit import CpuidEntry, CpuidTable, InputError
-from cpuidkit.sources import detect_format, dumps, load, loads, save
+from cpuidkit.core.sources import detect_format, dumps, load, loads, save
 
 EXPECTED_FORMAT = {".xml": "libvirt-xml", ".test": "libcpuid"}
 
@@ -20,8 +20,8 @@ def test_the_corpus_is_there():
     assert len(libvirt_dumps()) == 28 and len(firecracker_dumps()) == 18 and len(libcpuid_dumps()) == 3
 
 
-@pytest.mark.parametrize("path", all_shared_dumps(), ids=lambda p: p.name)
-def test_every_shared_dump_imports(path: Path, tmp_path: Path):
+@pytest.mark.parametrize("path", all_dumps(), ids=lambda p: p.name)
+def test_every_real_dump_imports(path: Path, tmp_path: Path):
     t = load(path)
     assert len(t) > 10
     assert t.vendor in {"GenuineIntel", "AuthenticAMD", "HygonGenuine", "CentaurHauls", "  Shanghai  "}

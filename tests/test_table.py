@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 from cpuidkit import CpuidEntry, CpuidTable, InputError, LookupFailed, diff
-from cpuidkit.table import FLAG_SIGNIFICANT_INDEX, extract_bits, insert_bits, parse_field_spec
+from cpuidkit.core.bits import FLAG_SIGNIFICANT_INDEX, extract_bits, insert_bits, parse_field_spec
 
 
 @pytest.mark.parametrize("field", ["function", "index", "flags", "eax", "ebx", "ecx", "edx"])

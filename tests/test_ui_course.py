@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from cpuidkit.kvm.host import HostProfile
-from cpuidkit.kvm.kernels import kernel_profile
+from cpuidkit.core.hosts import HostProfile
+from cpuidkit.core.kernels import kernel_profile
 from cpuidkit.ui import course
 from cpuidkit.ui.lab import Lab, RuntimeState
 
@@ -102,10 +102,12 @@ def test_live_lab_agrees_with_the_model():
     assert result["scenarios"] > 5 and result["agree"] == result["scenarios"], result["disagreements"]
 
 
-def test_fleet_panel_shows_the_shared_libvirt_pool():
-    from conftest import libvirt_dumps
+def test_fleet_panel_shows_the_libvirt_pool(monkeypatch):
+    from conftest import ROOT, libvirt_dumps
     from cpuidkit.ui.course import fleet_panel
 
+    # the course looks for <CPUIDKIT_SHARED>/data/cpuid-dumps: point it at the repository's tests/data
+    monkeypatch.setenv("CPUIDKIT_SHARED", str(ROOT / "tests"))
     panel = fleet_panel()
     f = panel.fleet
     s = f.summary()

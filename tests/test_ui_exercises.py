@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cpuidkit.kvm.host import HostProfile
+from cpuidkit.core.hosts import HostProfile
 from cpuidkit.ui import exercises as ex
 
 HOST = HostProfile.resolve("sapphire-rapids")

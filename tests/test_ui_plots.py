@@ -13,13 +13,13 @@ matplotlib.use("Agg")
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 
-from cpuidkit.addressing import paging_reserved_bits as masks  # noqa: E402
-from cpuidkit.kvm.host import HostProfile  # noqa: E402
-from cpuidkit.kvm.kernels import behaviour_rows  # noqa: E402
+from cpuidkit.analysis.addressing import paging_reserved_bits as masks  # noqa: E402
+from cpuidkit.core.hosts import HostProfile  # noqa: E402
+from cpuidkit.core.kernels import behaviour_rows  # noqa: E402
 from cpuidkit.ui import Lab, plots  # noqa: E402
 from cpuidkit.ui._theme import OWNER_COLOURS  # noqa: E402
 from cpuidkit.ui.course import life_story  # noqa: E402
-from cpuidkit.xsave import compacted_layout, compacted_size, standard_size  # noqa: E402
+from cpuidkit.core.xsave import compacted_layout, compacted_size, standard_size  # noqa: E402
 
 HOST = HostProfile.resolve("sapphire-rapids")
 

@@ -13,10 +13,10 @@ pytest.importorskip("ipywidgets")
 pytest.importorskip("pandas")
 
 from cpuidkit import check  # noqa: E402
-from cpuidkit.kvm.host import HostProfile  # noqa: E402
-from cpuidkit.kvm.kernels import named_kernels  # noqa: E402
-from cpuidkit.sources import load  # noqa: E402
-from cpuidkit.table import FieldRef  # noqa: E402
+from cpuidkit.core.hosts import HostProfile  # noqa: E402
+from cpuidkit.core.kernels import named_kernels  # noqa: E402
+from cpuidkit.core.sources import load  # noqa: E402
+from cpuidkit.core.bits import FieldRef  # noqa: E402
 from cpuidkit.ui import CpuidToggler, Lab, RuntimeState  # noqa: E402
 from cpuidkit.ui import widgets as W  # noqa: E402
 
@@ -163,7 +163,7 @@ def test_host_picker_bad_file_changes_nothing(tmp_path):
 
 def test_xcr0_checkboxes_agree_with_the_core():
     from cpuidkit.kvm.vcpu import SimulatedVcpu
-    from cpuidkit.xsave import evaluate_xcr0
+    from cpuidkit.kvm.xcr import evaluate_xcr0
 
     lab = Lab(HOST, state=RuntimeState(cr4=1 << 18))
     x = W.Xcr0Checkboxes(lab)
@@ -260,7 +260,7 @@ def test_seeded_random_toggles_match_the_core():
 
 
 def test_lint_panel_and_rejection_explorer():
-    from cpuidkit.lint import lint_table
+    from cpuidkit.analysis.lint import lint_table
 
     lab = Lab(HOST)
     panel = W.LintPanel(lab)

@@ -17,9 +17,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from cpuidkit._io import atomic_write_text  # noqa: E402
+from cpuidkit._files import atomic_write_text  # noqa: E402
 
-from cpuidkit.catalog import catalog  # noqa: E402
+from cpuidkit.core.catalog import catalog  # noqa: E402
 from cpuidkit.kvm.ownership import classify_field  # noqa: E402
 
 

@@ -1,10 +1,10 @@
 """Regenerate docs/examples/: reviews of the Firecracker fingerprints on libvirt hosts of the same CPU family.
 
-Each of the 18 fingerprints (shared/data/cpuid-dumps/firecracker, recorded by Firecracker on host kernels
+Each of the 18 fingerprints (tests/data/cpuid-dumps/firecracker, recorded by Firecracker on host kernels
 5.10, 6.1 and 6.18) is reviewed as a template on a libvirt cputestdata dump of its CPU family
-(shared/data/cpuid-dumps/libvirt), with the fingerprint's own host kernel as --kernel:
+(tests/data/cpuid-dumps/libvirt), with the fingerprint's own host kernel as --kernel:
 
-    .venv/bin/python tools/make_examples.py [--shared DIR] [--out DIR]
+    .venv/bin/python tools/make_examples.py [--data DIR] [--out DIR]
 
 Writes one Markdown review per fingerprint, one HTML review, the fleet matrix of the libvirt dumps as text,
 and README.md (an index).  The output depends on nothing but the inputs (no dates, no paths), so
@@ -21,7 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from cpuidkit._io import atomic_write_text  # noqa: E402
+from cpuidkit._files import atomic_write_text  # noqa: E402
 
 # Firecracker's CPU family name → the libvirt dump of a CPU of that family
 FAMILY_HOSTS = {
@@ -43,7 +43,7 @@ def family_of(name: str) -> str:
 
 
 def fingerprint_kernel(path: Path) -> str:
-    from cpuidkit.kvm.kernels import parse_version
+    from cpuidkit.core.kernels import parse_version
 
     doc = json.loads(path.read_text(encoding="utf-8"))
     major, minor = parse_version(doc["kernel_version"])
@@ -55,14 +55,14 @@ def example_name(fp: Path, host_file: str) -> str:
     return f"{fp.stem}-on-{host}"
 
 
-def generate(shared: Path, out: Path) -> list[Path]:
-    from cpuidkit.fleet import common_baseline, fleet, load_hosts
-    from cpuidkit.kvm.host import HostProfile
-    from cpuidkit.report import render_html, render_markdown, review
-    from cpuidkit.review_cli import _fleet_text
-    from cpuidkit.sources import load
+def generate(data: Path, out: Path) -> list[Path]:
+    from cpuidkit.analysis.fleet import common_baseline, fleet, load_hosts
+    from cpuidkit.core.hosts import HostProfile
+    from cpuidkit.analysis.review import render_html, render_markdown, review
+    from cpuidkit.cli.review import _fleet_text
+    from cpuidkit.core.sources import load
 
-    dumps = shared / "data" / "cpuid-dumps"
+    dumps = data / "cpuid-dumps"
     out.mkdir(parents=True, exist_ok=True)
     written = []
     index = ["# Example reviews", "",
@@ -116,10 +116,11 @@ def generate(shared: Path, out: Path) -> list[Path]:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--shared", type=Path, default=ROOT.parent / "shared", help="the shared reference folder")
+    ap.add_argument("--data", type=Path, default=ROOT / "tests" / "data",
+                    help="the folder holding cpuid-dumps/ (default: tests/data)")
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "examples")
     args = ap.parse_args(argv)
-    for p in generate(args.shared, args.out):
+    for p in generate(args.data, args.out):
         print(p.relative_to(args.out.parent) if args.out.parent in p.parents else p)
     return 0
 

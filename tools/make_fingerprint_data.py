@@ -2,8 +2,8 @@
 
 The register values come from firecracker-microvm/firecracker,
 tests/data/cpu_template_helper/fingerprint_<CPU>_<kernel>host.json (Apache-2.0;
-copies in shared/data/cpuid-dumps/firecracker).  They are stored as KVM JSON so
-the course (notebook 08) works without the shared folder.
+copies in tests/data/cpuid-dumps/firecracker).  They are stored as KVM JSON so
+the course (notebook 08) works from an installed package, without tests/data.
 """
 
 from __future__ import annotations
@@ -15,12 +15,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from cpuidkit._io import atomic_write_text  # noqa: E402
+from cpuidkit._files import atomic_write_text  # noqa: E402
 
-from cpuidkit.sources import load  # noqa: E402
-from cpuidkit.sources.kvm_json import dump  # noqa: E402
+from cpuidkit.core.sources import load  # noqa: E402
+from cpuidkit.core.sources.kvm_json import dump  # noqa: E402
 
-SRC = ROOT.parent / "shared" / "data" / "cpuid-dumps" / "firecracker"
+SRC = ROOT / "tests" / "data" / "cpuid-dumps" / "firecracker"
 
 
 def main() -> None:

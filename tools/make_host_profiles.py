@@ -1,8 +1,8 @@
-"""Regenerate data/hosts/*.json from the shared real CPUID dumps (run from the repo root).
+"""Regenerate data/hosts/*.json from the real CPUID dumps in tests/data (run from the repo root).
 
 The register values are copied from the dumps named in each profile's
 "source"; everything else (name, description) is ours.  Re-run after the
-shared dumps change:  python tools/make_host_profiles.py
+dumps in tests/data change:  python tools/make_host_profiles.py
 """
 
 from __future__ import annotations
@@ -14,12 +14,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from cpuidkit._io import atomic_write_text  # noqa: E402
+from cpuidkit._files import atomic_write_text  # noqa: E402
 
-from cpuidkit.sources import load  # noqa: E402
-from cpuidkit.sources.kvm_json import dump  # noqa: E402
+from cpuidkit.core.sources import load  # noqa: E402
+from cpuidkit.core.sources.kvm_json import dump  # noqa: E402
 
-SHARED = ROOT.parent / "shared" / "data"
+TEST_DATA = ROOT / "tests" / "data"
 LIBVIRT = "libvirt/libvirt tests/cputestdata/{} (copy in shared/data/cpuid-dumps/libvirt)"
 
 HOSTS = [
@@ -42,7 +42,7 @@ def write(name: str, doc: dict) -> None:
 
 def main() -> None:
     for name, file, desc in HOSTS:
-        table = load(SHARED / "cpuid-dumps" / "libvirt" / file)
+        table = load(TEST_DATA / "cpuid-dumps" / "libvirt" / file)
         write(name, {
             "name": name,
             "description": desc,
@@ -51,8 +51,8 @@ def main() -> None:
             "allow_smaller_maxphyaddr": False,
             "cpuid": json.loads(dump(table)),
         })
-    host = load(SHARED / "live-kvm" / "host-cpuid.json")
-    supported = load(SHARED / "live-kvm" / "supported-cpuid.json")
+    host = load(TEST_DATA / "live-kvm" / "host-cpuid.json")
+    supported = load(TEST_DATA / "live-kvm" / "supported-cpuid.json")
     write("live-kvm-epyc", {
         "name": "live-kvm-epyc",
         "description": "One of our machines (AMD EPYC family 19h, kernel 6.18 with kvm_pvm): raw CPUID and "

@@ -11,14 +11,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .._errors import InputError, KvmError
-from ..table import CpuidTable
-from .host import HostProfile
-from .interface import MSR_IA32_APICBASE, MSR_IA32_MISC_ENABLE, MSR_IA32_XSS
-from .ownership import Ownership, ownership
-from .ownership import as_dicts as ownership_dicts
-from .vcpu import SimulatedVcpu
-from ..lint import lint_table
+from cpuidkit.core.hosts import HostProfile
+from cpuidkit.core.sources._common import load_json
+from cpuidkit.core.sources.kvm_json import parse_doc
+from cpuidkit.core.table import CpuidTable
+from cpuidkit.errors import InputError, KvmError
+from cpuidkit.kvm.interface import MSR_IA32_APICBASE, MSR_IA32_MISC_ENABLE, MSR_IA32_XSS
+from cpuidkit.kvm.ownership import Ownership, ownership
+from cpuidkit.kvm.ownership import as_dicts as ownership_dicts
+from cpuidkit.kvm.vcpu import SimulatedVcpu
 
 __all__ = ["VcpuSetup", "Outcome", "check", "load_state"]
 
@@ -45,9 +46,6 @@ class VcpuSetup:
 
     @classmethod
     def from_dict(cls, doc: dict, source: str | None = None) -> "VcpuSetup":
-        from ..sources._common import number
-        from ..sources.kvm_json import parse_doc
-
         if not isinstance(doc, dict):
             raise InputError("the state must be a JSON object", source=source)
         unknown = sorted(set(doc) - _STATE_KEYS)
@@ -87,8 +85,6 @@ def _u64(v, key, source) -> int:
 
 
 def load_state(path: str | Path) -> VcpuSetup:
-    from ..sources._common import load_json
-
     try:
         text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -107,7 +103,6 @@ class Outcome:
     vendor: str
     host: str
     state_errors: list[dict] = field(default_factory=list)
-    lint: list[dict] = field(default_factory=list)
 
     @property
     def accepted(self) -> bool:
@@ -132,7 +127,6 @@ class Outcome:
             "fields": ownership_dicts(self.fields),
             "derived": self.derived,
             "state_errors": self.state_errors,
-            "lint": self.lint,
         }
 
 
@@ -171,7 +165,7 @@ def build_vcpu(kernel="6.18", vendor="vmx", host=None, setup: VcpuSetup | None =
 
 
 def check(table: CpuidTable, kernel: str = "6.18", vendor: str = "vmx", host: "HostProfile | str | None" = None,
-          state: VcpuSetup | dict | None = None, *, lint: bool = True) -> Outcome:
+          state: VcpuSetup | dict | None = None) -> Outcome:
     """What KVM does with ``table``: verdict, stored table, ownership, derived state.
 
     Without ``has_run`` the table is the first KVM_SET_CPUID2 of a fresh vCPU,
@@ -221,5 +215,4 @@ def check(table: CpuidTable, kernel: str = "6.18", vendor: str = "vmx", host: "H
         vendor=v.vendor,
         host=v.host.name,
         state_errors=errors,
-        lint=[f.as_dict() for f in lint_table(table, host=v.host)] if lint else [],
     )

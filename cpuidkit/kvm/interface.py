@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
-from ..table import CpuidTable
+from cpuidkit.core.table import CpuidTable
 
 # MSR numbers (arch/x86/include/asm/msr-index.h)
 MSR_IA32_APICBASE = 0x1B

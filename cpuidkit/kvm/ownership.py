@@ -16,13 +16,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ..catalog import Field, catalog
-from ..table import CpuidTable
-from .runtime import KVM_FEATURE_PV_UNHALT, kvm_pv_base
-from .vendors import vendor_mask
+from cpuidkit.core.bits import FieldRef
+from cpuidkit.core.catalog import Field, catalog
+from cpuidkit.core.hosts import HostProfile
+from cpuidkit.core.table import CpuidEntry, CpuidTable
+from cpuidkit.errors import KvmError
+from cpuidkit.kvm.interface import CR4_OSXSAVE, CR4_PKE, MSR_IA32_APICBASE, MSR_IA32_MISC_ENABLE
+from cpuidkit.kvm.runtime import KVM_FEATURE_PV_UNHALT, kvm_pv_base
+from cpuidkit.kvm.vcpu import SimulatedVcpu
+from cpuidkit.kvm.vendors import vendor_mask
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .vcpu import SimulatedVcpu
+    from cpuidkit.kvm.vcpu import SimulatedVcpu
 
 OWNERS = ("passthrough", "runtime", "vendor", "not-virtualized")
 
@@ -209,11 +214,6 @@ def classify_field(f: Field, kernel: str = REFERENCE["kernel"], vendor: str = RE
     ``derived``  changing it changes state KVM derives (MAXPHYADDR, guest XCR0, CR4/EFER rules, PV base);
     ``passthrough`` otherwise.
     """
-    from ..table import CpuidEntry, CpuidTable, FieldRef
-    from .._errors import KvmError
-    from .host import HostProfile
-    from .interface import CR4_OSXSAVE, CR4_PKE, MSR_IA32_APICBASE, MSR_IA32_MISC_ENABLE
-    from .vcpu import SimulatedVcpu
 
     h = HostProfile.resolve(host)
     base = h.cpuid.set_field("0xd.0.eax[18]", 0).set_field("0xd.1.eax[3]", 1)

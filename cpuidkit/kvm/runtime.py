@@ -13,11 +13,12 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass, field
 
-from ..table import CpuidEntry, CpuidTable
-from ..xsave import compacted_size, standard_size
-from .host import HostProfile
-from .interface import CR4_OSXSAVE, CR4_PKE
-from .kernels import KernelProfile
+from cpuidkit.core.catalog import catalog
+from cpuidkit.core.hosts import HostProfile
+from cpuidkit.core.kernels import DEFAULT_KERNEL, KernelProfile, kernel_profile
+from cpuidkit.core.table import CpuidEntry, CpuidTable
+from cpuidkit.core.xsave import compacted_size, standard_size
+from cpuidkit.kvm.interface import CR4_OSXSAVE, CR4_PKE
 
 KVM_SIGNATURE = (0x4B4D564B, 0x564B4D56, 0x0000004D)  # "KVMKVMKVM\0\0\0" as ebx, ecx, edx
 KVM_FEATURE_PV_UNHALT = 7
@@ -49,7 +50,6 @@ def _feature_rule(value: str) -> tuple[tuple[str, tuple], ...]:
     The feature names are the catalog's (Linux's) names in upper case, so their bit positions come from
     data/fields.csv, not from code.
     """
-    from ..catalog import catalog
 
     cat = catalog()
     out = []
@@ -256,8 +256,6 @@ def efer_allowed(guest: CpuidTable, kernel: KernelProfile | None = None) -> int:
     (AUTOIBRS joins in 6.3); other EFER bits are KVM-global, not CPUID-dependent.
     """
     if kernel is None:
-        from .kernels import DEFAULT_KERNEL, kernel_profile
-
         kernel = kernel_profile(DEFAULT_KERNEL)
     allowed = 1 << EFER["SCE"]
     for bit, refs in _efer_rules(kernel.value("efer_checks")):

@@ -11,12 +11,19 @@ from __future__ import annotations
 
 import functools
 
-from ..table import CpuidEntry, CpuidTable
-from .._errors import InputError, KvmError
-from .host import XFEATURE_MASK_XTILE_DATA, HostProfile
-from .interface import CR4_OSXSAVE, CR4_PKE, MSR_IA32_APICBASE, MSR_IA32_MISC_ENABLE, MSR_IA32_XSS, QUIRKS
-from .kernels import KernelProfile, kernel_profile
-from .runtime import (
+from cpuidkit.core.hosts import VENDORS, XFEATURE_MASK_XTILE_DATA, HostProfile
+from cpuidkit.core.kernels import KernelProfile, kernel_profile
+from cpuidkit.core.table import CpuidEntry, CpuidTable
+from cpuidkit.errors import InputError, KvmError
+from cpuidkit.kvm.interface import (
+    CR4_OSXSAVE,
+    CR4_PKE,
+    MSR_IA32_APICBASE,
+    MSR_IA32_MISC_ENABLE,
+    MSR_IA32_XSS,
+    QUIRKS,
+)
+from cpuidkit.kvm.runtime import (
     APICBASE_ENABLE,
     MISC_ENABLE_MWAIT,
     Derived,
@@ -28,8 +35,7 @@ from .runtime import (
     derive,
     reserved_gpa_bits,
 )
-from .vendors import (
-    VENDORS,
+from cpuidkit.kvm.vendors import (
     vendor_after_set,
     vendor_cr4_valid,
     vendor_mwait_checked,

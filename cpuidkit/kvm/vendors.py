@@ -19,12 +19,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..table import CpuidEntry, CpuidTable
+from cpuidkit.core.table import CpuidEntry, CpuidTable
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .vcpu import SimulatedVcpu
+    from cpuidkit.kvm.vcpu import SimulatedVcpu
 
-VENDORS = ("vmx", "svm", "pvm")
 
 # Leaves whose fields the pvm module owns (the rest of the table passes through).
 PVM_OWNED_LEAVES = {1: None, 7: (0, 1), 0xD: None}

@@ -10,7 +10,7 @@ from __future__ import annotations
 import errno as _errno
 import os
 
-from .._errors import KvmError
+from cpuidkit.errors import KvmError
 
 # (operation, errno name) -> explanation; the operation may be None for a
 # fallback that applies to every operation.

@@ -26,8 +26,11 @@ import ctypes
 import os
 import threading
 
-from .._errors import KvmError
-from ..table import FLAG_SIGNIFICANT_INDEX, CpuidEntry, CpuidTable
+from cpuidkit.core.bits import FLAG_SIGNIFICANT_INDEX
+from cpuidkit.core.indexed import function_is_indexed
+from cpuidkit.core.table import CpuidEntry, CpuidTable
+from cpuidkit.errors import KvmError
+from cpuidkit.live._explain import errno_name
 
 _CODE = bytes.fromhex("53 89f8 89f1 4989d0 0fa2 418900 41895804 41894808 4189500c 5b c3".replace(" ", ""))
 
@@ -52,8 +55,6 @@ def _libc() -> ctypes.CDLL:
 
 
 def _fail(what: str, err: int) -> KvmError:
-    from ._explain import errno_name
-
     name = errno_name(err)
     return KvmError(
         name,
@@ -143,8 +144,6 @@ def _subleaves(leaf: int) -> list[CpuidEntry]:
 
 
 def _walk(base: int, last: int, table: list[CpuidEntry]) -> None:
-    from ..kvm.indexed import function_is_indexed
-
     for leaf in range(base, last + 1):
         if function_is_indexed(leaf):
             table.extend(_subleaves(leaf))

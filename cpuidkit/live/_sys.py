@@ -10,9 +10,9 @@ import errno as _errno
 import os
 from functools import lru_cache
 
-from .._errors import KvmUnavailable
-from . import _abi
-from ._explain import kvm_error
+from cpuidkit.errors import KvmUnavailable
+from cpuidkit.live import _abi
+from cpuidkit.live._explain import kvm_error
 
 PROT_READ, PROT_WRITE, PROT_EXEC = 1, 2, 4
 MAP_SHARED, MAP_PRIVATE, MAP_ANONYMOUS = 0x01, 0x02, 0x20

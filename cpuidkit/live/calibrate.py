@@ -6,7 +6,7 @@ leaves pvm owns to all-zeros and to all-ones on a fresh vCPU, read back with
 KVM_GET_CPUID2, and record which bits came back forced to 1 or to 0.  The
 same probes find the leaves it drops, the 0xD entries it appends, its fixed
 CR4 mask and what it does to MWAIT with the quirk off.  The result is the
-``vendor_rewrite`` dict of a :class:`~cpuidkit.kvm.host.HostProfile`.
+``vendor_rewrite`` dict of a :class:`~cpuidkit.core.hosts.HostProfile`.
 
 Bits KVM itself rewrites at runtime (OSXSAVE, APIC, OSPKE, 0xD.0/0xD.1 EBX)
 are left out: KVM's runtime rules own them, whatever pvm does at SET time.
@@ -14,9 +14,9 @@ are left out: KVM's runtime rules own them, whatever pvm does at SET time.
 
 from __future__ import annotations
 
-from ..table import CpuidEntry, CpuidTable
-from .._errors import KvmError
-from .vcpu import LiveVcpu
+from cpuidkit.core.table import CpuidEntry, CpuidTable
+from cpuidkit.errors import KvmError
+from cpuidkit.live.vcpu import LiveVcpu
 
 # (function, index, register) → bits KVM's runtime update owns
 RUNTIME_BITS = {

@@ -23,11 +23,12 @@ import struct
 import threading
 import time
 
-from .._errors import InputError, KvmError
-from ..table import CpuidEntry, CpuidTable
-from . import _abi
-from ._explain import errno_name, kvm_error
-from ._sys import (
+from cpuidkit.core.table import CpuidEntry, CpuidTable
+from cpuidkit.errors import InputError, KvmError
+from cpuidkit.kvm.interface import QUIRKS
+from cpuidkit.live import _abi
+from cpuidkit.live._explain import errno_name, kvm_error
+from cpuidkit.live._sys import (
     MAP_ANONYMOUS,
     MAP_PRIVATE,
     MAP_SHARED,
@@ -324,7 +325,6 @@ class LiveVcpu:
 
     def disable_quirk(self, name: str) -> None:
         """KVM_ENABLE_CAP(KVM_CAP_DISABLE_QUIRKS2) with one quirk from ``QUIRKS``."""
-        from ..kvm.interface import QUIRKS
 
         key = name.upper().removeprefix("KVM_X86_QUIRK_")
         if key not in QUIRKS:

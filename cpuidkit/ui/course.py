@@ -11,12 +11,21 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .._errors import KvmError
-from ..kvm.host import HostProfile
-from ..kvm.interface import CR4_OSXSAVE, CR4_PKE, MSR_IA32_APICBASE
-from ..kvm.kernels import named_kernels, parse_version
-from ..kvm.vcpu import SimulatedVcpu
-from ..table import CpuidEntry, CpuidTable
+from cpuidkit._files import data_dir
+from cpuidkit.analysis.fleet import fleet, load_hosts, plot_matrix
+from cpuidkit.analysis.lint import lint_table
+from cpuidkit.analysis.migrate import migrate
+from cpuidkit.core.history import fingerprint_changes, predicted_present
+from cpuidkit.core.hosts import HostProfile, builtin_hosts
+from cpuidkit.core.kernels import named_kernels, parse_version
+from cpuidkit.core.sources import load
+from cpuidkit.core.table import CpuidEntry, CpuidTable
+from cpuidkit.errors import KvmError
+from cpuidkit.kvm.check import check
+from cpuidkit.kvm.interface import CR4_OSXSAVE, CR4_PKE, MSR_IA32_APICBASE
+from cpuidkit.kvm.vcpu import SimulatedVcpu
+from cpuidkit.kvm.xcr import accept_set
+from cpuidkit.live import resolve_host
 
 __all__ = [
     "frame", "life_story", "rejection_scenarios", "post_run_across_kernels", "sgx_xfrm_across_kernels",
@@ -78,7 +87,7 @@ def life_story(host: "HostProfile | str | None" = "sapphire-rapids", kernel: str
                table: CpuidTable | None = None, events=None) -> list[dict]:
     """Run a vCPU through ``events`` (default: :func:`default_life`) and record, after each,
     what KVM_GET_CPUID2 shows for the runtime fields, and any error."""
-    h = HostProfile.resolve(host)
+    h = resolve_host(host)
     t = table if table is not None else h.supported_cpuid()
     v = SimulatedVcpu(kernel=kernel, vendor=vendor, host=h)
     story = [{"event": "vCPU created", "fields": {n: None for n in RUNTIME_NAMES}, "error": None}]
@@ -111,7 +120,7 @@ def rejection_scenarios(host: "HostProfile | str | None" = "sapphire-rapids", ke
 
     Each row: the scenario, what KVM does (model), errno, rule, kernel source.
     """
-    h = HostProfile.resolve(host)
+    h = resolve_host(host)
     base = h.supported_cpuid()
     amx = base.set_field("0xd.0.eax[17]", 1).set_field("0xd.0.eax[18]", 1)
     cases = [
@@ -154,7 +163,7 @@ def rejection_scenarios(host: "HostProfile | str | None" = "sapphire-rapids", ke
 
 def post_run_across_kernels(host: "HostProfile | str | None" = "sapphire-rapids", vendor: str = "vmx") -> list[dict]:
     """For each named kernel: KVM_SET_CPUID2 after KVM_RUN with the same table, with a changed one."""
-    h = HostProfile.resolve(host)
+    h = resolve_host(host)
     base = h.supported_cpuid()
     changed = base.set_field("0x6.0.eax[0]", 1 - (base.get_field("0x6.0.eax[0]") or 0))
     rows = []
@@ -182,7 +191,7 @@ def sgx_xfrm_across_kernels(host: "HostProfile | str | None" = "sapphire-rapids"
     5.13–6.3 trim it to guest_supported_xcr0 | FP | SSE; from 6.4 KVM stores it as given
     and checks XFRM when it emulates ECREATE instead.
     """
-    h = HostProfile.resolve(host)
+    h = resolve_host(host)
     base = h.supported_cpuid().set_field("sgx", 1).with_entry(CpuidEntry(0x12, 0, 1, eax=0b11))
     guest = base.with_entry(CpuidEntry(0x12, 1, 1, eax=0x36, ecx=xfrm & 0xFFFFFFFF, edx=xfrm >> 32))
     rows = []
@@ -219,8 +228,6 @@ def firecracker_fingerprints(cpu: str = "INTEL_SAPPHIRE_RAPIDS") -> dict[str, Cp
     Read from the copies in ``data/fingerprints`` (made by tools/make_fingerprint_data.py), else from
     the shared dumps; None when neither has this CPU.
     """
-    from .._data import data_dir
-    from ..sources import load
 
     copies = {k: data_dir() / "fingerprints" / f"{cpu}_{k}.json" for k in FINGERPRINT_KERNELS}
     if all(p.exists() for p in copies.values()):
@@ -236,7 +243,6 @@ def firecracker_fingerprints(cpu: str = "INTEL_SAPPHIRE_RAPIDS") -> dict[str, Cp
 
 def fingerprint_changes_frame(tables: dict[str, CpuidTable]):
     """Every field that changed between consecutive host kernels, and whether the kernel profiles predict it."""
-    from ..kvm.history import fingerprint_changes
 
     verdict = {None: "not predicted", True: "predicted", False: "CONTRADICTS"}
     return frame([{"kernels": f"{c.old_kernel} → {c.new_kernel}", "field": c.field,
@@ -247,7 +253,6 @@ def fingerprint_changes_frame(tables: dict[str, CpuidTable]):
 def predicted_matrix(fields=("amx_tile", "xcr0_supported_lo", "guest_phys_addr_bits", "shstk", "0xd.18"),
                      kernels=FINGERPRINT_KERNELS):
     """Whether the kernel profiles say KVM_GET_SUPPORTED_CPUID reports each field, per kernel."""
-    from ..kvm.history import predicted_present
 
     rows = []
     for f in fields:
@@ -264,22 +269,21 @@ def predicted_matrix(fields=("amx_tile", "xcr0_supported_lo", "guest_phys_addr_b
 
 def pool_phys_bits(hosts) -> int:
     """The guest MAXPHYADDR a migration pool can promise: the smallest host width."""
-    return min(HostProfile.resolve(h).maxphyaddr for h in hosts)
+    return min(resolve_host(h).maxphyaddr for h in hosts)
 
 
 def migration_matrix(guest_bits, hosts, kernel: str = "6.18") -> list[dict]:
     """For each guest MAXPHYADDR and destination host: the migration check's verdict on that width.
 
     The guest is the destination's own supported CPUID with only MAXPHYADDR changed,
-    so the answer is about the width alone (``cpuidkit.migrate``).
+    so the answer is about the width alone (``cpuidkit.analysis.migrate``).
     """
-    from ..migrate import migrate
 
     rows = []
     for g in guest_bits:
         row = {"guest MAXPHYADDR": g}
         for name in hosts:
-            h = HostProfile.resolve(name)
+            h = resolve_host(name)
             guest = h.supported_cpuid().set_field("phys_addr_bits", g)
             rep = migrate(guest, h, kernel=kernel)
             mp = [f for f in rep.findings if f.rule == "maxphyaddr"]
@@ -300,7 +304,7 @@ def example_template(host: "HostProfile | str | None" = "sapphire-rapids") -> tu
     signature and PV leaves, cap MAXPHYADDR at 46 for the migration pool, and
     copy OSXSAVE=1 from a bare-metal dump (a classic mistake: KVM owns it).
     """
-    h = HostProfile.resolve(host)
+    h = resolve_host(host)
     t = h.supported_cpuid()
     edits = []
     for name in ("hle", "rtm"):
@@ -342,13 +346,9 @@ def review(table: CpuidTable, host: "HostProfile | str | None" = "sapphire-rapid
            vendor: str = "vmx", pool=(), intended=None) -> Review:
     """Review a template end to end: KVM's verdict, what KVM will overwrite, the lint,
     XCR0, the post-run rule, and migration to each host of ``pool``."""
-    from ..kvm.check import check
-    from ..lint import lint_table
-    from ..migrate import migrate
-    from ..xsave import accept_set
 
-    h = HostProfile.resolve(host)
-    out = check(table, kernel=kernel, vendor=vendor, host=h, lint=False)  # linted below, with intended findings
+    h = resolve_host(host)
+    out = check(table, kernel=kernel, vendor=vendor, host=h)  # linted below, with intended findings
     r = Review(f"{table.source or 'template'} on {h.name}, kernel {kernel}, {vendor}")
     verdict = [f"KVM_SET_CPUID2: **{out.verdict}**" + (f" ({out.errno}, rule {out.error.rule}): {out.error.explanation}"
                                                          if out.error else "")]
@@ -382,8 +382,8 @@ def review(table: CpuidTable, host: "HostProfile | str | None" = "sapphire-rapid
     for dest in pool:
         rep = migrate(table, dest, source=h, kernel=kernel)
         blockers = "; ".join(f.rule for f in rep.blockers)
-        mig.append(f"to {HostProfile.resolve(dest).name}: **{rep.verdict}**" + (f" (blockers: {blockers})" if blockers else ""))
-        r.data.setdefault("migration", {})[HostProfile.resolve(dest).name] = rep
+        mig.append(f"to {resolve_host(dest).name}: **{rep.verdict}**" + (f" (blockers: {blockers})" if blockers else ""))
+        r.data.setdefault("migration", {})[resolve_host(dest).name] = rep
     r.sections.append(("Migration", mig))
     r.data.update(outcome=out, findings=findings)
     return r
@@ -391,8 +391,6 @@ def review(table: CpuidTable, host: "HostProfile | str | None" = "sapphire-rapid
 
 def fleet_hosts() -> tuple[list[HostProfile], str]:
     """The pool for the fleet figure: the 28 shared libvirt dumps when present, else the built-in hosts."""
-    from ..fleet import load_hosts
-    from ..kvm.host import builtin_hosts
 
     d = shared_dumps_dir()
     if d is not None and (d / "libvirt").is_dir():
@@ -406,7 +404,6 @@ def fleet_panel(kernel: str = "6.18"):
     import ipywidgets as W
     from IPython.display import display
 
-    from ..fleet import fleet, plot_matrix
 
     bar = W.IntProgress(value=0, min=0, max=1, description="fleet", layout=W.Layout(width="60%"))
     status = W.HTML()

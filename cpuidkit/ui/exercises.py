@@ -11,7 +11,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .._errors import CpuidkitError, KvmError
+from cpuidkit.analysis.lint import lint_table
+from cpuidkit.core.catalog import catalog
+from cpuidkit.core.kernels import behaviour_rows
+from cpuidkit.core.table import CpuidEntry, CpuidTable
+from cpuidkit.core.xsave import standard_size
+from cpuidkit.errors import CpuidkitError, KvmError
+from cpuidkit.kvm.check import check
+from cpuidkit.kvm.vcpu import SimulatedVcpu
+from cpuidkit.live import LiveVcpu, kvm_available, resolve_host
+from cpuidkit.ui.course import example_template
 
 __all__ = [
     "Feedback", "check_first_toggle", "check_field_position", "check_owners", "check_rejections",
@@ -48,9 +57,7 @@ def _todo(hint: str) -> Feedback:
 
 
 def _host():
-    from ..kvm.host import HostProfile
-
-    return HostProfile.resolve(HOST)
+    return resolve_host(HOST)
 
 
 def _norm_errno(x) -> str:
@@ -68,7 +75,6 @@ def _norm_errno(x) -> str:
 
 def check_first_toggle(answer) -> Feedback:
     """00: what does KVM_SET_CPUID2 return for the host's table with avx512f cleared? ("ok" or an errno)"""
-    from ..kvm.check import check
 
     if answer is None:
         return _todo('Replace None with "ok" or an errno name such as "EINVAL".')
@@ -88,7 +94,6 @@ def check_first_toggle(answer) -> Feedback:
 
 def check_field_position(answer, name: str = "avx2") -> Feedback:
     """01: where does ``name`` live? Answer ``(leaf, subleaf, register, bit)``, e.g. ``(1, 0, "ecx", 28)``."""
-    from ..catalog import catalog
 
     if answer is None:
         return _todo(f'Replace None with (leaf, subleaf, register, bit) for {name}, e.g. (1, 0, "ecx", 28).')
@@ -118,8 +123,6 @@ OWNER_QUESTION = ("osxsave", "avx2", "xsave_size_enabled", "apic", "hypervisor")
 
 
 def _owners(host=None, kernel=KERNEL, vendor="vmx") -> dict[str, str]:
-    from ..kvm.check import check
-
     h = host or _host()
     out = check(h.supported_cpuid(), kernel=kernel, vendor=vendor, host=h)
     return {o.field.name: o.owner for o in out.fields}
@@ -152,8 +155,6 @@ REJECTION_QUESTION = ("linear width 52", "MAXPHYADDR 60", "300 entries", "TILEDA
 
 
 def _rejection_tables():
-    from ..table import CpuidEntry
-
     h = _host()
     base = h.supported_cpuid()
     return h, {
@@ -167,7 +168,6 @@ def _rejection_tables():
 
 def check_rejections(answer: dict | None) -> Feedback:
     """03: for each scenario of ``REJECTION_QUESTION``, "ok" or the errno KVM_SET_CPUID2 returns."""
-    from ..kvm.vcpu import SimulatedVcpu
 
     if answer is None:
         return _todo('Replace None with a dict {scenario: "ok" or errno} for: ' + "; ".join(REJECTION_QUESTION) + ".")
@@ -194,8 +194,6 @@ def check_rejections(answer: dict | None) -> Feedback:
 
 def check_xsave_size(answer) -> Feedback:
     """04: after CR4.OSXSAVE=1 and XSETBV 0x7 (x87, SSE, AVX) on sapphire-rapids, what does 0xD.0 EBX read?"""
-    from ..kvm.check import check
-    from ..xsave import standard_size
 
     if answer is None:
         return _todo("Replace None with a number of bytes.")
@@ -225,7 +223,6 @@ def check_xsave_size(answer) -> Feedback:
 
 def check_xcr0(answer) -> Feedback:
     """05: an XCR0 value that enables AVX-512 state and that KVM accepts for the sapphire-rapids guest."""
-    from ..kvm.vcpu import SimulatedVcpu
 
     if answer is None:
         return _todo("Replace None with an XCR0 value, e.g. 0x7.")
@@ -252,11 +249,10 @@ POOL = ("cascade-lake", "epyc-milan", "sapphire-rapids")
 
 def check_pool_maxphyaddr(answer) -> Feedback:
     """06: the guest MAXPHYADDR (phys-bits) to give VMs that live-migrate across ``POOL``."""
-    from ..kvm.host import HostProfile
 
     if answer is None:
         return _todo("Replace None with a number of bits.")
-    widths = {h: HostProfile.resolve(h).maxphyaddr for h in POOL}
+    widths = {h: resolve_host(h).maxphyaddr for h in POOL}
     want = min(widths.values())
     try:
         got = int(answer)
@@ -277,9 +273,6 @@ def check_pool_maxphyaddr(answer) -> Feedback:
 
 def check_sane_but_legal(table) -> Feedback:
     """07: build a table that KVM accepts and the lint calls *illegal* (host sapphire-rapids, 6.18, vmx)."""
-    from ..kvm.check import check
-    from ..lint import lint_table
-    from ..table import CpuidTable
 
     if table is None:
         return _todo("Replace None with a CpuidTable (start from host.supported_cpuid() and change a field).")
@@ -301,8 +294,6 @@ def check_sane_but_legal(table) -> Feedback:
 
 
 def _first_since(bid: str, value: str) -> str | None:
-    from ..kvm.kernels import behaviour_rows
-
     for b in behaviour_rows(bid):
         if b.value == value and b.since is not None:
             return f"{b.since[0]}.{b.since[1]}"
@@ -337,11 +328,9 @@ def check_kernel_history(answer: dict | None) -> Feedback:
 
 def check_review(answer) -> Feedback:
     """09: which fields does the example template set that KVM overwrites? A set of field names."""
-    from .course import example_template
 
     if answer is None:
         return _todo('Replace None with a set of field names, e.g. {"osxsave"}.')
-    from ..kvm.check import check
 
     h = _host()
     table, _ = example_template(h)
@@ -371,7 +360,6 @@ def check_review(answer) -> Feedback:
 def check_live_width(answer) -> Feedback:
     """10: what does the real kernel return for a linear width of 50? The model's answer is checked,
     and where /dev/kvm works the real kernel's too."""
-    from ..kvm.vcpu import SimulatedVcpu
 
     if answer is None:
         return _todo('Replace None with "ok" or an errno name.')
@@ -385,8 +373,6 @@ def check_live_width(answer) -> Feedback:
     got = _norm_errno(answer)
     live = ""
     try:
-        from ..live import LiveVcpu, kvm_available
-
         if kvm_available()[0]:
             with LiveVcpu() as lv:
                 table = lv.supported_cpuid().set_field("virt_addr_bits", 50)

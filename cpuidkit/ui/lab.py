@@ -17,13 +17,16 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
-from .._errors import CpuidkitError, InputError
-from ..catalog import Field, catalog
-from ..kvm.check import Outcome, VcpuSetup, check
-from ..kvm.host import HostProfile
-from ..kvm.kernels import DEFAULT_KERNEL
-from ..kvm.ownership import Ownership
-from ..table import CpuidTable, FieldRef, extract_bits
+from cpuidkit.core.bits import FieldRef, extract_bits
+from cpuidkit.core.catalog import Field, catalog
+from cpuidkit.core.hosts import VENDORS, HostProfile
+from cpuidkit.core.kernels import DEFAULT_KERNEL, parse_version
+from cpuidkit.core.sources import load, save
+from cpuidkit.core.table import CpuidTable
+from cpuidkit.errors import CpuidkitError, InputError
+from cpuidkit.kvm.check import Outcome, VcpuSetup, check
+from cpuidkit.kvm.ownership import Ownership
+from cpuidkit.live import resolve_host
 
 __all__ = ["Lab", "RuntimeState", "BitInfo", "DEFAULT_HOST", "load_table_or_keep"]
 
@@ -95,7 +98,7 @@ class Lab:
 
     def __init__(self, host: "HostProfile | str | None" = DEFAULT_HOST, kernel: str = DEFAULT_KERNEL,
                  vendor: str = "vmx", table: CpuidTable | None = None, state: RuntimeState | None = None):
-        self.host = HostProfile.resolve(host)
+        self.host = resolve_host(host)
         self.kernel = kernel
         self.vendor = vendor
         self.table = table if table is not None else self.host.supported_cpuid()
@@ -111,13 +114,11 @@ class Lab:
     # -- the core's answer ---------------------------------------------------------------
     def _evaluate(self) -> Outcome:
         self._owners = None
-        return check(self.table, kernel=self.kernel, vendor=self.vendor, host=self.host, state=self.state.setup(),
-                     lint=False)  # the lint panel runs the lint itself, with the intended findings
+        return check(self.table, kernel=self.kernel, vendor=self.vendor, host=self.host, state=self.state.setup())
 
     def expected(self) -> Outcome:
         """A fresh ``check()`` of the current configuration (what every view must agree with)."""
-        return check(self.table, kernel=self.kernel, vendor=self.vendor, host=self.host, state=self.state.setup(),
-                     lint=False)  # the lint panel runs the lint itself, with the intended findings
+        return check(self.table, kernel=self.kernel, vendor=self.vendor, host=self.host, state=self.state.setup())
 
     @property
     def accepted(self) -> bool:
@@ -142,16 +143,12 @@ class Lab:
         """Change several things at once (one evaluation, one notification).  A bad value raises
         before anything changes."""
         what: set = set()
-        new_host = HostProfile.resolve(host) if host is not None else None
+        new_host = resolve_host(host) if host is not None else None
         if kernel is not None and kernel != self.kernel:
-            from ..kvm.kernels import parse_version
-
             parse_version(kernel)
             self.kernel = kernel
             what.add("kernel")
         if vendor is not None and vendor != self.vendor:
-            from ..kvm.vendors import VENDORS
-
             if vendor not in VENDORS:
                 raise InputError(f"vendor must be one of {', '.join(VENDORS)}, got {vendor!r}")
             self.vendor = vendor
@@ -213,15 +210,13 @@ class Lab:
 
     # -- export / import ----------------------------------------------------------------
     def export_json(self, path: "str | Path") -> Path:
-        """Write the table as KVM JSON, atomically (``cpuidkit.sources.save``)."""
-        from ..sources import save
+        """Write the table as KVM JSON, atomically (``cpuidkit.core.sources.save``)."""
 
         return save(self.table, path, "kvm-json")
 
     def import_json(self, path: "str | Path") -> None:
         """Read a table (KVM JSON or any format ``cpuidkit.load`` knows).  On any error the
         Lab is left exactly as it was, and the error is raised."""
-        from ..sources import load
 
         table = load(path)  # raises InputError before anything changes
         self.update(table=table)

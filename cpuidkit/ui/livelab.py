@@ -12,8 +12,10 @@ import os
 import random
 import time
 
-from ..agreement import compare, random_scenario, run_steps, scripted_scenarios, vendor_masks
-from ..kvm.vcpu import SimulatedVcpu
+from cpuidkit.analysis.agreement import compare, random_scenario, run_steps, scripted_scenarios, vendor_masks
+from cpuidkit.core.catalog import catalog
+from cpuidkit.kvm.vcpu import SimulatedVcpu
+from cpuidkit.live import LiveVcpu, host_profile, kvm_available
 
 __all__ = ["device", "kvm_status", "skip_message", "LiveLab"]
 
@@ -25,8 +27,6 @@ def device() -> str:
 def kvm_status() -> tuple[bool, str]:
     """``(True, what is here)`` or ``(False, why not)``."""
     try:
-        from ..live import kvm_available
-
         return kvm_available(device())
     except Exception as e:  # noqa: BLE001 - any platform problem means "no live lab here"
         return False, f"the live backend cannot run here: {e}"
@@ -41,14 +41,11 @@ class LiveLab:
     """This machine's KVM, measured once, and a model configured to match it."""
 
     def __init__(self):
-        from ..kvm.host import HostProfile
-        from ..live import LiveVcpu
-
         self._live_cls = LiveVcpu
         with LiveVcpu(device()) as v:
             self.kernel, self.vendor = v.kernel, v.vendor
             self.base = v.supported_cpuid()
-        self.host = HostProfile.live()
+        self.host = host_profile()
         self.masks = vendor_masks(self.vendor, self.host.vendor_rewrite)
 
     def model(self) -> SimulatedVcpu:
@@ -94,7 +91,6 @@ class LiveLab:
     def vendor_differences(self) -> list[dict]:
         """What the vendor module does to a table after KVM_SET_CPUID2, as measured on this host
         (bits forced to 1 or 0 per register, leaves dropped), with field names where known."""
-        from ..catalog import catalog
 
         rewrite = self.host.vendor_rewrite or {}
         rows = []

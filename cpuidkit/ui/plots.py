@@ -14,8 +14,16 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 from matplotlib.patches import Patch, Rectangle
 
-from ..xsave import XFEATURE_NAMES, compacted_layout, compacted_size, standard_layout, standard_size
-from ._theme import OWNER_COLOURS, XSAVE_LEGACY, XSAVE_SUPERVISOR, XSAVE_USER, owner_colour
+from cpuidkit.analysis.addressing import paging_reserved_bits as masks
+from cpuidkit.core.kernels import behaviour_rows
+from cpuidkit.core.xsave import (
+    XFEATURE_NAMES,
+    compacted_layout,
+    compacted_size,
+    standard_layout,
+    standard_size,
+)
+from cpuidkit.ui._theme import OWNER_COLOURS, XSAVE_LEGACY, XSAVE_SUPERVISOR, XSAVE_USER, owner_colour
 
 __all__ = ["register_grid", "register_grids", "xsave_layout", "address_space", "paging_reserved_bits",
            "kernel_timeline", "vcpu_timeline", "KERNEL_AXIS"]
@@ -89,15 +97,6 @@ def register_grids(lab, registers):
         owners |= _draw_register(ax, infos, title)
     _owner_legend(axes[0, 0], owners)
     return _done(fig)
-
-
-def _bits(mask: int):
-    b = 0
-    while mask:
-        if mask & 1:
-            yield b
-        mask >>= 1
-        b += 1
 
 
 def xsave_layout(components: dict, xcr0: int, xss: int = 0, aligned: bool = True, title: str | None = None):
@@ -176,10 +175,9 @@ def address_space(guest: int, host: int, title: str | None = None):
 def paging_rows(maxphyaddr: int, mode: str = "4-level", amd: bool = False) -> list[tuple[str, dict[int, str]]]:
     """Per paging-structure entry: bit → kind (``addr``, ``rsvd``, ``flags``, ``avail``, ``xd``).
 
-    The reserved masks are :func:`cpuidkit.addressing.paging_reserved_bits`
+    The reserved masks are :func:`cpuidkit.analysis.addressing.paging_reserved_bits`
     (KVM's ``__reset_rsvds_bits_mask``); the rest is the entry's architectural layout.
     """
-    from ..addressing import paging_reserved_bits as masks
 
     top = min(max(maxphyaddr, 12), 62 if mode == "pae" else 52)
     rows = []
@@ -240,7 +238,6 @@ def _x(version: tuple[int, int] | None, default: int) -> float:
 def kernel_timeline(behaviour_ids, title: str = "KVM behaviours by kernel version", mark: str | None = None):
     """One row per behaviour id (data/kvm-behaviours.csv): a bar per version range, labelled
     with the value.  ``mark`` draws a vertical line at one kernel (e.g. the selected one)."""
-    from ..kvm.kernels import behaviour_rows
 
     ids = list(behaviour_ids)
     fig, ax = plt.subplots(figsize=(11, 0.55 * len(ids) + 1.3))

@@ -25,18 +25,24 @@ and a handful of widget messages.  Views:
 from __future__ import annotations
 
 import html
+import re
 from pathlib import Path
 
 import ipywidgets as W
 
-from ..kvm.host import builtin_hosts
-from ..kvm.interface import CR4_OSXSAVE, CR4_PKE
-from ..kvm.kernels import named_kernels, parse_version
-from ..kvm.runtime import APICBASE_ENABLE, MISC_ENABLE_MWAIT
-from ..kvm.vendors import VENDORS
-from ..xsave import XFEATURE_NAMES
-from ._theme import CHANGED_OUTLINE, OWNER_COLOURS, VERDICT_COLOURS, legend_html, owner_colour
-from .lab import LINEAR_WIDTH, MAXPHYADDR, Lab, load_table_or_keep
+from cpuidkit.analysis.lint import lint_class, lint_table
+from cpuidkit.core.hosts import VENDORS, builtin_hosts
+from cpuidkit.core.kernels import kernel_profile, named_kernels, parse_version
+from cpuidkit.core.table import CpuidEntry
+from cpuidkit.core.xsave import XFEATURE_NAMES
+from cpuidkit.kvm.check import build_vcpu
+from cpuidkit.kvm.interface import CR4_OSXSAVE, CR4_PKE
+from cpuidkit.kvm.runtime import APICBASE_ENABLE, MISC_ENABLE_MWAIT
+from cpuidkit.kvm.xcr import evaluate_xcr0
+from cpuidkit.live import kvm_available, resolve_host
+from cpuidkit.ui._theme import CHANGED_OUTLINE, OWNER_COLOURS, VERDICT_COLOURS, legend_html, owner_colour
+from cpuidkit.ui.course import review
+from cpuidkit.ui.lab import LINEAR_WIDTH, MAXPHYADDR, Lab, RuntimeState, load_table_or_keep
 
 __all__ = [
     "BitGrid", "RegisterPicker", "WidthSliders", "Xcr0Checkboxes", "KernelSelector", "VendorSelector",
@@ -298,8 +304,6 @@ class VendorSelector(W.ToggleButtons, _View):
 
 def _live_available() -> bool:
     try:
-        from ..live import kvm_available
-
         return kvm_available()[0]
     except Exception:  # noqa: BLE001 - any platform problem just hides the option
         return False
@@ -335,10 +339,8 @@ class HostPicker(W.VBox, _View):
         self._describe()
 
     def _apply(self, spec) -> None:
-        from ..kvm.host import HostProfile
-
         try:
-            host = HostProfile.resolve(spec)
+            host = resolve_host(spec)
         except Exception as e:  # noqa: BLE001 - shown to the user; the Lab is unchanged
             self.message.value = f'<span style="color:{VERDICT_COLOURS["rejected"]}">{html.escape(str(e))}</span>'
             return
@@ -415,7 +417,6 @@ class VerdictPanel(W.HTML, _View):
     @property
     def text(self) -> str:
         """The panel as plain text (what a reader sees)."""
-        import re
 
         return html.unescape(re.sub(r"<[^>]+>", " ", self.value))
 
@@ -638,10 +639,8 @@ def runtime_view_html(lab: Lab) -> str:
 
 def xsetbv_result(lab: Lab, value: int) -> dict:
     """What a guest XSETBV and a host KVM_SET_XCRS do with ``value`` on the Lab's vCPU
-    (``cpuidkit.xsave.evaluate_xcr0``: #UD with CR4.OSXSAVE clear, #GP(0) or EINVAL on a
+    (``cpuidkit.core.xsave.evaluate_xcr0``: #UD with CR4.OSXSAVE clear, #GP(0) or EINVAL on a
     rule of ``__kvm_set_xcr``), or why it cannot be asked (KVM refused the table)."""
-    from ..kvm.check import build_vcpu
-    from ..xsave import evaluate_xcr0
 
     v = build_vcpu(lab.kernel, lab.vendor, lab.host, lab.state.setup())
     try:
@@ -789,7 +788,7 @@ class CpuidToggler(W.VBox):
 
 
 class LintPanel(W.HTML, _View):
-    """The lint's findings for the Lab's table (``cpuidkit.lint.lint_table``), worst first.
+    """The lint's findings for the Lab's table (``cpuidkit.analysis.lint.lint_table``), worst first.
     ``intended`` marks findings that are insane on purpose (they stay listed, marked)."""
 
     def __init__(self, lab: Lab, intended=None, show_info: bool = False):
@@ -806,8 +805,6 @@ class LintPanel(W.HTML, _View):
             self.refresh()
 
     def refresh(self) -> None:
-        from ..lint import lint_class, lint_table
-
         fs = lint_table(self.lab.table, host=self.lab.host, intended=self.intended)
         self.findings = fs
         shown = [f for f in fs if self.show_info or f.severity != "info"]
@@ -836,8 +833,6 @@ class KernelBehaviours(W.HTML, _View):
             self.refresh()
 
     def refresh(self) -> None:
-        from ..kvm.kernels import kernel_profile
-
         k = kernel_profile(self.lab.kernel)
         rows = []
         for bid in self.ids:
@@ -871,8 +866,6 @@ class RejectionExplorer(W.VBox, _View):
                           self.verdict])
 
     def table_for_settings(self):
-        from ..table import CpuidEntry
-
         t = self.base.set_field("virt_addr_bits", self.width.value)
         if self.tiledata.value:
             t = t.set_field("0xd.0.eax[17]", 1).set_field("0xd.0.eax[18]", 1)
@@ -884,8 +877,6 @@ class RejectionExplorer(W.VBox, _View):
         return t
 
     def apply(self) -> None:
-        from .lab import RuntimeState
-
         t = self.table_for_settings()
         perm = 1 << 18 if self.permission.value else 0
         if self.after_run.value:
@@ -912,7 +903,6 @@ class ReviewPanel(W.VBox, _View):
     def refresh(self) -> None:
         from IPython.display import Markdown, display
 
-        from .course import review
 
         self.review = review(self.lab.table, self.lab.host, self.lab.kernel, self.lab.vendor, self.pool,
                              intended=self.intended)

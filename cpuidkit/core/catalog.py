@@ -1,0 +1,279 @@
+"""The field catalog: every named bit and bitfield cpuidkit knows, from ``data/fields.csv``.
+
+Each :class:`Field` has a leaf, a subleaf range, a register, a bit range, a
+name (the Linux ``/proc/cpuinfo`` name where Linux has one, else the SDM/APM
+name in lower case), a description, and the KVM owner class of the field for
+upstream KVM (``passthrough``, ``runtime``, ``derived``, ``vendor`` …; see
+``cpuidkit.kvm.ownership`` for the per-kernel/vendor answer).
+
+``describe_field(leaf, subleaf, register, bit)`` follows pyelftools'
+``describe_*`` shape: a name for a known position, a neutral fallback otherwise.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Iterable, Iterator
+
+from cpuidkit._files import data_path, read_csv
+from cpuidkit.core.bits import REGISTERS, FieldRef
+from cpuidkit.errors import InputError, LookupFailed
+
+if TYPE_CHECKING:  # the catalog reads tables but never builds one: no import at run time
+    from cpuidkit.core.table import CpuidTable
+
+__all__ = ["Field", "Catalog", "catalog", "describe_field", "FieldValue"]
+
+
+@dataclass(frozen=True, slots=True)
+class Field:
+    leaf: int
+    sub_lo: int
+    sub_hi: int
+    register: str
+    hi: int
+    lo: int
+    name: str
+    linux_define: str
+    description: str
+    owner: str
+
+    @property
+    def width(self) -> int:
+        return self.hi - self.lo + 1
+
+    @property
+    def is_flag(self) -> bool:
+        return self.hi == self.lo
+
+    @property
+    def subleaves(self) -> range:
+        return range(self.sub_lo, self.sub_hi + 1)
+
+    @property
+    def ref(self) -> FieldRef:
+        """Position of the field (its first subleaf for a ranged field)."""
+        return FieldRef(self.leaf, self.sub_lo, self.register, self.hi, self.lo)
+
+    def ref_for(self, subleaf: int) -> FieldRef:
+        return FieldRef(self.leaf, subleaf, self.register, self.hi, self.lo)
+
+    @property
+    def bits(self) -> str:
+        return f"{self.hi}" if self.is_flag else f"{self.hi}:{self.lo}"
+
+    @property
+    def subleaf_text(self) -> str:
+        return f"{self.sub_lo}" if self.sub_lo == self.sub_hi else f"{self.sub_lo}-{self.sub_hi}"
+
+    @property
+    def mask(self) -> int:
+        return ((1 << self.width) - 1) << self.lo
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.leaf:#x}.{self.subleaf_text}.{self.register}[{self.bits}])"
+
+
+@dataclass(frozen=True, slots=True)
+class FieldValue:
+    field: Field
+    subleaf: int
+    value: int
+
+    @property
+    def name(self) -> str:
+        return self.field.name
+
+
+_FV_FIELD, _FV_SUBLEAF, _FV_VALUE = (FieldValue.__dict__[n].__set__ for n in ("field", "subleaf", "value"))
+
+
+def _field_value(f: Field, subleaf: int, value: int) -> FieldValue:
+    """``FieldValue(f, subleaf, value)`` without the frozen dataclass's per-attribute ``__setattr__`` detour."""
+    fv = object.__new__(FieldValue)
+    _FV_FIELD(fv, f)
+    _FV_SUBLEAF(fv, subleaf)
+    _FV_VALUE(fv, value)
+    return fv
+
+
+def _parse_bits(text: str, where: str, source: str) -> tuple[int, int]:
+    try:
+        if ":" in text:
+            hi_s, lo_s = text.split(":", 1)
+            hi, lo = int(hi_s), int(lo_s)
+        else:
+            hi = lo = int(text)
+    except ValueError:
+        raise InputError(f"bits must be N or HI:LO, got {text!r}", source=source, where=where) from None
+    if not 0 <= lo <= hi <= 31:
+        raise InputError(f"bits {text!r} out of range 31..0", source=source, where=where)
+    return hi, lo
+
+
+def _parse_subleaf(text: str, where: str, source: str) -> tuple[int, int]:
+    try:
+        if "-" in text:
+            lo_s, hi_s = text.split("-", 1)
+            return int(lo_s, 0), int(hi_s, 0)
+        v = int(text, 0)
+        return v, v
+    except ValueError:
+        raise InputError(f"subleaf must be N or LO-HI, got {text!r}", source=source, where=where) from None
+
+
+class Catalog:
+    """All fields, with lookups by name and by position."""
+
+    def __init__(self, fields: Iterable[Field]):
+        self.fields: tuple[Field, ...] = tuple(fields)
+        self._by_name: dict[str, list[Field]] = {}
+        self._by_reg: dict[tuple[int, str], list[Field]] = {}
+        for f in self.fields:
+            self._by_name.setdefault(f.name, []).append(f)
+            self._by_reg.setdefault((f.leaf, f.register), []).append(f)
+        # decode()'s plan, computed once: runs of consecutive fields in one register (same leaf, subleaf range
+        # and register), each with what the loop needs; the fields keep their catalog order
+        groups: list[tuple] = []
+        for f in self.fields:
+            member = (f, f.lo, (1 << (f.hi - f.lo + 1)) - 1)
+            g = groups[-1] if groups else None
+            if g is not None and (g[0], g[1][0], g[1][-1], g[3]) == (f.leaf, f.sub_lo, f.sub_hi, f.register):
+                g[4].append(member)
+            else:
+                groups.append((f.leaf, tuple(f.subleaves), f.sub_lo != f.sub_hi, f.register, [member]))
+        self._groups = tuple((leaf, subs, ranged, reg, tuple(members)) for leaf, subs, ranged, reg, members in groups)
+
+    def __iter__(self) -> Iterator[Field]:
+        return iter(self.fields)
+
+    def __len__(self) -> int:
+        return len(self.fields)
+
+    @classmethod
+    def from_rows(cls, rows: list[dict[str, str]], source: str = "fields.csv") -> "Catalog":
+        fields = []
+        for n, row in enumerate(rows, start=1):
+            where = f"row {n} ({row.get('name', '?')})"
+            try:
+                leaf = int(row["leaf"], 16)
+            except (KeyError, ValueError):
+                raise InputError(f"leaf must be hex, got {row.get('leaf')!r}", source=source, where=where) from None
+            reg = row["register"].lower()
+            if reg not in REGISTERS:
+                raise InputError(f"register must be one of {REGISTERS}, got {reg!r}", source=source, where=where)
+            hi, lo = _parse_bits(row["bits"], where, source)
+            sub_lo, sub_hi = _parse_subleaf(row["subleaf"], where, source)
+            fields.append(
+                Field(
+                    leaf, sub_lo, sub_hi, reg, hi, lo,
+                    row["name"], row.get("linux_define", ""), row.get("description", ""),
+                    row.get("owner", "unknown") or "unknown",
+                )
+            )
+        return cls(fields)
+
+    # -- lookups -------------------------------------------------------------
+    def by_name(self, name: str) -> list[Field]:
+        return list(self._by_name.get(name, ()))
+
+    def resolve(self, name: str) -> Field:
+        """The one field called ``name``; qualify as ``leaf.name`` when the name is reused."""
+        cands = self._by_name.get(name)
+        if cands is None and "." in name:
+            leaf_s, _, short = name.rpartition(".")
+            try:
+                leaf = int(leaf_s, 16) if leaf_s.lower().startswith("0x") else int(leaf_s, 0)
+            except ValueError:
+                leaf = None
+            if leaf is not None:
+                cands = [f for f in self._by_name.get(short, ()) if f.leaf == leaf]
+        if not cands:
+            raise LookupFailed(f"no CPUID field named {name!r} in the catalog")
+        if len(cands) > 1:
+            opts = ", ".join(f"{f.leaf:#x}.{f.name}" for f in cands)
+            raise LookupFailed(f"field name {name!r} is ambiguous: {opts}")
+        return cands[0]
+
+    def in_register(self, leaf: int, subleaf: int, register: str) -> list[Field]:
+        return [f for f in self._by_reg.get((leaf, register), ()) if f.sub_lo <= subleaf <= f.sub_hi]
+
+    def at(self, leaf: int, subleaf: int, register: str, bit: int) -> Field | None:
+        for f in self.in_register(leaf, subleaf, register):
+            if f.lo <= bit <= f.hi:
+                return f
+        return None
+
+    def leaves(self) -> list[int]:
+        return sorted({f.leaf for f in self.fields})
+
+    # -- decoding ------------------------------------------------------------
+    def registers(self, table: CpuidTable) -> Iterator[tuple[int, str, tuple, list[tuple[int, int]]]]:
+        """The registers :meth:`values` decodes, in catalog order: ``(leaf, register, members, found)`` where
+        ``members`` are consecutive catalog fields of that register, each ``(field, lo, ones)``, and ``found`` the
+        ``(subleaf, register value)`` pairs they are decoded from (several for a field with a subleaf range)."""
+        present = set(table.functions())
+        get = table.get
+        indices: dict[int, set[int]] | None = None
+        for leaf, subs, ranged, reg, members in self._groups:
+            if leaf not in present:
+                continue
+            if not ranged:
+                sub = subs[0]
+                e = get(leaf, sub)
+                if e is not None:
+                    yield leaf, reg, members, [(sub, getattr(e, reg))]
+                continue
+            # a ranged field only decodes entries really present for that subleaf, so only the subleaves some
+            # entry of the leaf carries as its index can match (looked up in ascending order, as KVM would)
+            if indices is None:
+                indices = {}
+                for e in table:
+                    indices.setdefault(e.function, set()).add(e.index)
+            found = []
+            for sub in sorted(indices.get(leaf, ())):
+                if sub < subs[0] or sub > subs[-1]:
+                    continue
+                e = get(leaf, sub)
+                if e is not None and e.index == sub:
+                    found.append((sub, getattr(e, reg)))
+            if found:
+                yield leaf, reg, members, found
+
+    def values(self, table: CpuidTable) -> list[tuple[Field, int, int]]:
+        """``(field, subleaf, value)`` for every catalog field present in ``table``: :meth:`decode` without the
+        :class:`FieldValue` objects (the same fields, in the same order)."""
+        out = []
+        append = out.append
+        for _leaf, _reg, members, found in self.registers(table):
+            for f, lo, ones in members:
+                for sub, rv in found:
+                    append((f, sub, (rv >> lo) & ones))
+        return out
+
+    def decode(self, table: CpuidTable) -> list[FieldValue]:
+        """Every catalog field present in ``table``, with its value (KVM lookup rules)."""
+        return [_field_value(f, sub, value) for f, sub, value in self.values(table)]
+
+    def features(self, table: CpuidTable) -> list[str]:
+        """Names of the one-bit fields that are set, in catalog order (no duplicates)."""
+        seen: dict[str, None] = {}
+        for fv in self.decode(table):
+            if fv.field.is_flag and fv.value:
+                seen.setdefault(fv.field.name, None)
+        return list(seen)
+
+
+@functools.cache
+def catalog() -> Catalog:
+    """The catalog from ``data/fields.csv`` (loaded once)."""
+    return Catalog.from_rows(read_csv("fields.csv"), source=str(data_path("fields.csv")))
+
+
+def describe_field(leaf: int, subleaf: int, register: str, bit: int) -> str:
+    """Name of the field at a position, or ``"<leaf>.<sub>.<reg>[bit]"`` when none is known."""
+    f = catalog().at(leaf, subleaf, register, bit)
+    if f is not None:
+        return f.name
+    return f"{leaf:#x}.{subleaf}.{register}[{bit}]"
