@@ -5,7 +5,7 @@ Data tables
 
 Writes
     Atomic file writes: a reader sees the old file or the new one, never half of one.
-    
+
     Every file cpuidkit writes goes through :func:`atomic_write_bytes`: the data is
     written to a temporary file in the same folder, flushed to disk, given the
     old file's permissions (or the umask's for a new file), and renamed over the
@@ -63,6 +63,7 @@ def read_csv(name: str) -> list[dict[str, str]]:
             raise InputError("wrong number of columns", source=str(path), where=f"data row {n - 1}")
         rows.append({k.strip(): v.strip() for k, v in row.items()})
     return rows
+
 
 def _sync_folder(folder: Path) -> None:
     try:

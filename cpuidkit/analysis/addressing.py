@@ -33,8 +33,9 @@ What KVM does (arch/x86/kvm; read in 6.12.117 and 6.18.2 unless noted):
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING
 
 from cpuidkit.core.bits import extract_bits
 from cpuidkit.core.kernels import DEFAULT_KERNEL, kernel_profile
@@ -70,11 +71,15 @@ __all__ = [
 
 PAGING_MODES = ("4-level", "5-level", "pae")
 WORKS, RESERVED, MISSED, MMIO, UNMAPPABLE = (
-    "works", "faults as reserved", "silently not faulted", "emulated MMIO", "unmappable")
+    "works",
+    "faults as reserved",
+    "silently not faulted",
+    "emulated MMIO",
+    "unmappable",
+)
 OUTCOMES = (WORKS, RESERVED, MISSED, MMIO, UNMAPPABLE)
 DEFAULT_MAXPHYADDR = 36
 U64 = (1 << 64) - 1
-
 
 
 def _rsvd(lo: int, hi: int) -> int:
@@ -117,8 +122,9 @@ def guest_phys_bits_field(table: CpuidTable) -> int:
 # -- reserved bits ----------------------------------------------------------------------
 
 
-def paging_reserved_bits(maxphyaddr: int, mode: str = "4-level", *, nx: bool = True, gbpages: bool = True,
-                         amd: bool = False) -> dict[str, int]:
+def paging_reserved_bits(
+    maxphyaddr: int, mode: str = "4-level", *, nx: bool = True, gbpages: bool = True, amd: bool = False
+) -> dict[str, int]:
     """Reserved bits of each paging-structure entry for this MAXPHYADDR (KVM's ``__reset_rsvds_bits_mask``).
 
     ``nx`` is EFER.NX (bit 63 is reserved without it), ``gbpages`` CPUID
@@ -144,18 +150,22 @@ def paging_reserved_bits(maxphyaddr: int, mode: str = "4-level", *, nx: bool = T
     out = {}
     if mode == "5-level":
         out["PML5E"] = high | nonleaf8 | _rsvd(7, 7)
-    out.update({
-        "PML4E": high | nonleaf8 | _rsvd(7, 7),
-        "PDPTE": high | gb,
-        "PDPTE (1 GiB page)": high | gb | _rsvd(13, 29),
-        "PDE": high,
-        "PDE (2 MiB page)": high | _rsvd(13, 20),
-        "PTE": high,
-    })
+    out.update(
+        {
+            "PML4E": high | nonleaf8 | _rsvd(7, 7),
+            "PDPTE": high | gb,
+            "PDPTE (1 GiB page)": high | gb | _rsvd(13, 29),
+            "PDE": high,
+            "PDE (2 MiB page)": high | _rsvd(13, 20),
+            "PTE": high,
+        }
+    )
     return out
 
 
-def cr3_check(cr3: int, maxphyaddr: int, *, long_mode: bool = True, pcide: bool = False, lam: bool = False) -> str | None:
+def cr3_check(
+    cr3: int, maxphyaddr: int, *, long_mode: bool = True, pcide: bool = False, lam: bool = False
+) -> str | None:
     """Why KVM refuses this CR3 (MOV CR3 → #GP; KVM_SET_SREGS → EINVAL in long mode), or None.
 
     ``kvm_set_cr3`` strips bit 63 (no-flush) when CR4.PCIDE=1, ``kvm_vcpu_is_legal_cr3``
@@ -197,26 +207,38 @@ def smaller_maxphyaddr(vendor: str, *, tdp: bool = True, module_param: bool = Fa
     if vendor not in ("vmx", "svm", "pvm"):
         raise InputError(f"vendor must be vmx, svm or pvm, got {vendor!r}")
     if not tdp or vendor == "pvm":
-        return {"available": True, "mechanism": "shadow paging",
-                "cost": "none beyond shadow paging itself: KVM walks the guest's page tables with the guest's "
-                        "width", "source": "arch/x86/kvm/mmu/mmu.c reset_guest_rsvds_bits_mask()"}
+        return {
+            "available": True,
+            "mechanism": "shadow paging",
+            "cost": "none beyond shadow paging itself: KVM walks the guest's page tables with the guest's width",
+            "source": "arch/x86/kvm/mmu/mmu.c reset_guest_rsvds_bits_mask()",
+        }
     if vendor == "svm":
-        return {"available": False, "mechanism": "none with NPT",
-                "cost": "not available: with NPT the CPU sets Accessed bits before the #NPF, so KVM cannot emulate "
-                        "the reserved-bit fault; guest PTE bits between the widths are silently not reserved",
-                "source": "arch/x86/kvm/svm/svm.c svm_hardware_setup(): allow_smaller_maxphyaddr = !npt_enabled"}
+        return {
+            "available": False,
+            "mechanism": "none with NPT",
+            "cost": "not available: with NPT the CPU sets Accessed bits before the #NPF, so KVM cannot emulate "
+            "the reserved-bit fault; guest PTE bits between the widths are silently not reserved",
+            "source": "arch/x86/kvm/svm/svm.c svm_hardware_setup(): allow_smaller_maxphyaddr = !npt_enabled",
+        }
     if module_param:
-        return {"available": True, "mechanism": "kvm_intel.allow_smaller_maxphyaddr=1 with EPT",
-                "cost": "KVM intercepts #PF (vmx_need_pf_intercept) and, on an EPT violation at a GPA illegal for "
-                        "the guest, emulates the instruction to inject #PF(RSVD) (handle_ept_violation); "
-                        "instructions KVM cannot emulate end in an emulation-failure exit; from 6.18 IBT and SHSTK "
-                        "are not offered to guests while the parameter is on",
-                "source": "arch/x86/kvm/vmx/vmx.c, vmx.h; KVM_CAP_SMALLER_MAXPHYADDR (cap 185, since 5.9)"}
-    return {"available": False, "mechanism": "kvm_intel.allow_smaller_maxphyaddr=0 (the default with EPT)",
-            "cost": "guest PTE bits between the guest and host widths are not reserved: no #PF(RSVD) where real "
-                    "hardware would raise one; load kvm_intel with allow_smaller_maxphyaddr=1 to fix it at the "
-                    "price of #PF interception and instruction emulation",
-            "source": "arch/x86/kvm/vmx/vmx.c module_param(allow_smaller_maxphyaddr)"}
+        return {
+            "available": True,
+            "mechanism": "kvm_intel.allow_smaller_maxphyaddr=1 with EPT",
+            "cost": "KVM intercepts #PF (vmx_need_pf_intercept) and, on an EPT violation at a GPA illegal for "
+            "the guest, emulates the instruction to inject #PF(RSVD) (handle_ept_violation); "
+            "instructions KVM cannot emulate end in an emulation-failure exit; from 6.18 IBT and SHSTK "
+            "are not offered to guests while the parameter is on",
+            "source": "arch/x86/kvm/vmx/vmx.c, vmx.h; KVM_CAP_SMALLER_MAXPHYADDR (cap 185, since 5.9)",
+        }
+    return {
+        "available": False,
+        "mechanism": "kvm_intel.allow_smaller_maxphyaddr=0 (the default with EPT)",
+        "cost": "guest PTE bits between the guest and host widths are not reserved: no #PF(RSVD) where real "
+        "hardware would raise one; load kvm_intel with allow_smaller_maxphyaddr=1 to fix it at the "
+        "price of #PF interception and instruction emulation",
+        "source": "arch/x86/kvm/vmx/vmx.c module_param(allow_smaller_maxphyaddr)",
+    }
 
 
 def usable_gpa_bits(host_bits: int, *, tdp: bool = True, five_level_tdp: bool = True) -> int:
@@ -226,7 +248,7 @@ def usable_gpa_bits(host_bits: int, *, tdp: bool = True, five_level_tdp: bool = 
     return host_bits if five_level_tdp else min(host_bits, 48)
 
 
-def host_has_five_level_tdp(host: "HostProfile") -> bool:
+def host_has_five_level_tdp(host: HostProfile) -> bool:
     """Our proxy for 5-level EPT/NPT: CPUID LA57 on the host.
 
     The real answer is a VMX capability MSR (IA32_VMX_EPT_VPID_CAP bit 7) on
@@ -313,9 +335,17 @@ class Access:
     explanation: str
 
     def as_dict(self) -> dict:
-        return {"target": self.target, "kind": self.kind, "start": self.start, "end": self.end, "bit": self.bit,
-                "outcome": self.outcome, "faithful": self.faithful, "memslot": self.memslot,
-                "explanation": self.explanation}
+        return {
+            "target": self.target,
+            "kind": self.kind,
+            "start": self.start,
+            "end": self.end,
+            "bit": self.bit,
+            "outcome": self.outcome,
+            "faithful": self.faithful,
+            "memslot": self.memslot,
+            "explanation": self.explanation,
+        }
 
 
 def _check_mode(mode: str) -> None:
@@ -341,31 +371,67 @@ def _bit_outcome(c: _Ctx, k: int) -> tuple[str, bool, str]:
     G, H = c.guest, c.host
     if not c.tdp:
         if k >= G:
-            return RESERVED, True, (f"bit {k} ≥ guest MAXPHYADDR {G}: KVM walks the guest page tables itself "
-                                    "(shadow paging) and injects #PF(RSVD), as hardware would")
+            return (
+                RESERVED,
+                True,
+                (
+                    f"bit {k} ≥ guest MAXPHYADDR {G}: KVM walks the guest page tables itself "
+                    "(shadow paging) and injects #PF(RSVD), as hardware would"
+                ),
+            )
         return WORKS, True, f"bit {k} < guest MAXPHYADDR {G}: an ordinary address bit (shadow paging maps it)"
     if k >= H:
         if k >= G:
-            return RESERVED, True, (f"bit {k} ≥ both widths (guest {G}, host {H}): the CPU raises #PF(RSVD), "
-                                    "as real hardware with the guest's width would")
-        return RESERVED, False, (f"bit {k} is an address bit for the guest (MAXPHYADDR {G}) but ≥ the host's "
-                                 f"{H}: the CPU walks the guest's page tables against the host width and raises "
-                                 "#PF(RSVD) inside the guest, with no VM exit -- a fault real hardware would not give")
+            return (
+                RESERVED,
+                True,
+                (
+                    f"bit {k} ≥ both widths (guest {G}, host {H}): the CPU raises #PF(RSVD), "
+                    "as real hardware with the guest's width would"
+                ),
+            )
+        return (
+            RESERVED,
+            False,
+            (
+                f"bit {k} is an address bit for the guest (MAXPHYADDR {G}) but ≥ the host's "
+                f"{H}: the CPU walks the guest's page tables against the host width and raises "
+                "#PF(RSVD) inside the guest, with no VM exit -- a fault real hardware would not give"
+            ),
+        )
     if k >= G:
         if c.smaller["available"]:
-            return RESERVED, True, (f"bit {k} ≥ guest MAXPHYADDR {G} but < host {H}: the CPU does not fault; with "
-                                    "allow_smaller_maxphyaddr KVM intercepts the EPT violation at the illegal GPA "
-                                    "and emulates the instruction to inject #PF(RSVD) (slow; an instruction KVM "
-                                    "cannot emulate ends in an emulation-failure exit)")
-        return MISSED, False, (f"bit {k} ≥ guest MAXPHYADDR {G} but < host {H}: real hardware would raise "
-                               f"#PF(RSVD); under {'NPT' if c.vendor == 'svm' else 'EPT'} without "
-                               "allow_smaller_maxphyaddr the CPU does not, and the access goes on to a GPA that "
-                               "has no memslot, so it becomes an MMIO exit to the VMM")
+            return (
+                RESERVED,
+                True,
+                (
+                    f"bit {k} ≥ guest MAXPHYADDR {G} but < host {H}: the CPU does not fault; with "
+                    "allow_smaller_maxphyaddr KVM intercepts the EPT violation at the illegal GPA "
+                    "and emulates the instruction to inject #PF(RSVD) (slow; an instruction KVM "
+                    "cannot emulate ends in an emulation-failure exit)"
+                ),
+            )
+        return (
+            MISSED,
+            False,
+            (
+                f"bit {k} ≥ guest MAXPHYADDR {G} but < host {H}: real hardware would raise "
+                f"#PF(RSVD); under {'NPT' if c.vendor == 'svm' else 'EPT'} without "
+                "allow_smaller_maxphyaddr the CPU does not, and the access goes on to a GPA that "
+                "has no memslot, so it becomes an MMIO exit to the VMM"
+            ),
+        )
     if k >= c.usable:
-        return UNMAPPABLE, False, (f"bit {k} is legal for guest and host, but KVM cannot map GPAs at or above "
-                                   f"2^{c.usable} with 4-level TDP; the vCPU keeps faulting (guests hung this way on "
-                                   "52-bit hosts without 5-level EPT before firmware honoured GuestPhysBits; "
-                                   "the exact symptom is UNVERIFIED here)")
+        return (
+            UNMAPPABLE,
+            False,
+            (
+                f"bit {k} is legal for guest and host, but KVM cannot map GPAs at or above "
+                f"2^{c.usable} with 4-level TDP; the vCPU keeps faulting (guests hung this way on "
+                "52-bit hosts without 5-level EPT before firmware honoured GuestPhysBits; "
+                "the exact symptom is UNVERIFIED here)"
+            ),
+        )
     return WORKS, True, f"bit {k} < both widths (guest {G}, host {H}): an ordinary address bit"
 
 
@@ -378,13 +444,25 @@ def _pte_probe(c: _Ctx, k: int) -> Access:
         raise InputError(f"PTE address bit must be 12..{limit} in {c.mode} paging, got {k}")
     if k >= 52:
         if c.mode == "pae":
-            out, faithful, why = RESERVED, True, (f"bit {k}: with PAE, bits 52-62 are always reserved "
-                                                  "(MAXPHYADDR ≤ 52 on every CPU): #PF(RSVD) everywhere")
+            out, faithful, why = (
+                RESERVED,
+                True,
+                (
+                    f"bit {k}: with PAE, bits 52-62 are always reserved "
+                    "(MAXPHYADDR ≤ 52 on every CPU): #PF(RSVD) everywhere"
+                ),
+            )
         elif k == 63:
             out, faithful, why = WORKS, True, "bit 63 is XD (execute-disable), not an address bit"
         else:
-            out, faithful, why = WORKS, True, (f"bit {k}: in {c.mode} paging bits 52-62 are ignored by address "
-                                               "translation (software-available, or protection keys in 59-62)")
+            out, faithful, why = (
+                WORKS,
+                True,
+                (
+                    f"bit {k}: in {c.mode} paging bits 52-62 are ignored by address "
+                    "translation (software-available, or protection keys in 59-62)"
+                ),
+            )
         return Access(f"PTE bit {k}", "pte", None, None, k, out, faithful, None, why)
     out, faithful, why = _bit_outcome(c, k)
     return Access(f"PTE bit {k}", "pte", None, None, k, out, faithful, None, why)
@@ -420,11 +498,15 @@ def _region_access(c: _Ctx, r: Region, lo: int, hi: int) -> Access:
             what = "an emulated device's BAR" if r.kind == "bar64" else "no memory"
             why = f"{why}; {what} there and no memslot: KVM exits to the VMM (KVM_EXIT_MMIO) on each access"
     elif out == MISSED and r.backed and slot == "ok":
-        why = (f"{why.split(', so it becomes')[0]}; here it lands in this {r.kind} region although the guest "
-               f"placed it above its own MAXPHYADDR {c.guest} (a layout real hardware could never reach)")
+        why = (
+            f"{why.split(', so it becomes')[0]}; here it lands in this {r.kind} region although the guest "
+            f"placed it above its own MAXPHYADDR {c.guest} (a layout real hardware could never reach)"
+        )
     if slot == "refused":
-        why += ("; KVM_SET_USER_MEMORY_REGION refuses a memslot ending above "
-                f"2^{c.host if c.tdp else 52} (EINVAL), so the VMM cannot back this part")
+        why += (
+            "; KVM_SET_USER_MEMORY_REGION refuses a memslot ending above "
+            f"2^{c.host if c.tdp else 52} (EINVAL), so the VMM cannot back this part"
+        )
     elif slot == "accepted (unusable)":
         why += f"; this kernel still creates a memslot above 2^{c.host}, but it can never be mapped"
     elif slot == "unknown":
@@ -434,10 +516,19 @@ def _region_access(c: _Ctx, r: Region, lo: int, hi: int) -> Access:
     return Access(name, "region", lo, hi, k, out, faithful, slot, why)
 
 
-def classify(guest_bits: int, host_bits: int, mode: str = "4-level", layout: Iterable[Region] = (),
-             ptes: Iterable[int] = (), *, tdp: bool = True, vendor: str = "vmx",
-             allow_smaller_maxphyaddr: bool = False, five_level_tdp: bool | None = None,
-             kernel: str | None = None) -> list[Access]:
+def classify(
+    guest_bits: int,
+    host_bits: int,
+    mode: str = "4-level",
+    layout: Iterable[Region] = (),
+    ptes: Iterable[int] = (),
+    *,
+    tdp: bool = True,
+    vendor: str = "vmx",
+    allow_smaller_maxphyaddr: bool = False,
+    five_level_tdp: bool | None = None,
+    kernel: str | None = None,
+) -> list[Access]:
     """For each region part and each PTE probe: works, faults as reserved, silently not faulted, or emulated MMIO.
 
     ``guest_bits``/``host_bits`` are the guest's CPUID MAXPHYADDR and the
@@ -464,9 +555,16 @@ def classify(guest_bits: int, host_bits: int, mode: str = "4-level", layout: Ite
         five_level_tdp = host_bits > 48
     smaller = smaller_maxphyaddr(vendor, tdp=tdp, module_param=allow_smaller_maxphyaddr)
     smaller = dict(smaller, available=smaller["available"] and guest_bits < host_bits or not tdp)
-    c = _Ctx(guest=min(guest_bits, 52), host=min(host_bits, 52), mode=mode, tdp=tdp, vendor=vendor, smaller=smaller,
-             usable=usable_gpa_bits(min(host_bits, 52), tdp=tdp, five_level_tdp=five_level_tdp),
-             memslot_rule=memslot_limit_check(kernel))
+    c = _Ctx(
+        guest=min(guest_bits, 52),
+        host=min(host_bits, 52),
+        mode=mode,
+        tdp=tdp,
+        vendor=vendor,
+        smaller=smaller,
+        usable=usable_gpa_bits(min(host_bits, 52), tdp=tdp, five_level_tdp=five_level_tdp),
+        memslot_rule=memslot_limit_check(kernel),
+    )
     out: list[Access] = []
     for r in layout:
         for lo, hi in _region_parts(c, r):

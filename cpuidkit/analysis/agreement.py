@@ -177,7 +177,12 @@ def random_scenario(rng: random.Random, base: CpuidTable) -> list[Step]:
         for _ in range(rng.randint(1, 3)):
             r = rng.random()
             if r < 0.5:
-                steps.append(Step("set_cpuid_readback", (rng.choice(("same", "same", "leaf6", "maxphyaddr", "reversed", "drop_last", "flags")),)))
+                steps.append(
+                    Step(
+                        "set_cpuid_readback",
+                        (rng.choice(("same", "same", "leaf6", "maxphyaddr", "reversed", "drop_last", "flags")),),
+                    )
+                )
             elif r < 0.7:
                 steps.append(Step("set_cpuid", (steps_first_table(steps),)))
             else:
@@ -191,6 +196,7 @@ def steps_first_table(steps: list[Step]) -> CpuidTable:
 
 def scripted_scenarios(base: CpuidTable) -> dict[str, list[Step]]:
     """Named scenarios from kvm-facts.md, the selftests and live-kvm-findings.md."""
+
     def w(width):
         return base.set_field("0x80000008.0.eax[15:8]", width)
 
@@ -205,37 +211,61 @@ def scripted_scenarios(base: CpuidTable) -> dict[str, list[Step]]:
         "linear width 57": [Step("set_cpuid", (w(57),))],
         "linear width 0": [Step("set_cpuid", (w(0),))],
         "linear width 50 (EINVAL)": [Step("set_cpuid", (w(50),))],
-        "TILEDATA without permission (EPERM)": [Step("set_cpuid", (base.set_field("0xd.0.eax[18]", 1).set_field("0xd.0.eax[17]", 1),))],
+        "TILEDATA without permission (EPERM)": [
+            Step("set_cpuid", (base.set_field("0xd.0.eax[18]", 1).set_field("0xd.0.eax[17]", 1),))
+        ],
         "TILECFG alone": [Step("set_cpuid", (base.set_field("0xd.0.eax[17]", 1),))],
-        "MAXPHYADDR 52 / 64 / 255 accepted": [Step("set_cpuid", (base.set_field("0x80000008.0.eax[7:0]", v),)) for v in (52, 64, 255)],
-        "MAXPHYADDR unreachable (36)": [Step("set_cpuid", (base.set_field("0x80000000.0.eax", 0x80000001),)),
-                                         Step("set_msr", (MSR_IA32_APICBASE, 0x1FEE00900))],
-        "APIC base beyond MAXPHYADDR 20": [Step("set_cpuid", (base.set_field("0x80000008.0.eax[7:0]", 20),)),
-                                            Step("set_msr", (MSR_IA32_APICBASE, 0xFEE00900))],
+        "MAXPHYADDR 52 / 64 / 255 accepted": [
+            Step("set_cpuid", (base.set_field("0x80000008.0.eax[7:0]", v),)) for v in (52, 64, 255)
+        ],
+        "MAXPHYADDR unreachable (36)": [
+            Step("set_cpuid", (base.set_field("0x80000000.0.eax", 0x80000001),)),
+            Step("set_msr", (MSR_IA32_APICBASE, 0x1FEE00900)),
+        ],
+        "APIC base beyond MAXPHYADDR 20": [
+            Step("set_cpuid", (base.set_field("0x80000008.0.eax[7:0]", 20),)),
+            Step("set_msr", (MSR_IA32_APICBASE, 0xFEE00900)),
+        ],
         "duplicates kept": [Step("set_cpuid", (base.appended(base.get(6).replace(eax=base.get(6).eax ^ 1)),))],
         "garbage flags": [Step("set_cpuid", (base.replace_at(0, base[0].replace(flags=0xFFFFFFFF)),))],
         "CR4.OSXSAVE toggles OSXSAVE": [Step("set_cpuid", (base,)), Step("set_cr4", (1 << 18,)), Step("set_cr4", (0,))],
-        "XCR0 changes 0xD EBX": [Step("set_cpuid", (base,)), Step("set_cr4", (1 << 18,)), Step("set_xcr0", (0x7,)),
-                                 Step("set_xcr0", (0xE7,)), Step("set_xcr0", (0x1,))],
+        "XCR0 changes 0xD EBX": [
+            Step("set_cpuid", (base,)),
+            Step("set_cr4", (1 << 18,)),
+            Step("set_xcr0", (0x7,)),
+            Step("set_xcr0", (0xE7,)),
+            Step("set_xcr0", (0x1,)),
+        ],
         "XCR0 before SET_CPUID2": [Step("set_xcr0", (0x7,)), Step("set_cpuid", (base,)), Step("set_xcr0", (0x7,))],
         "XCR0 rules": [Step("set_cpuid", (base,))] + [Step("set_xcr0", (v,)) for v in XCR0_CHOICES],
-        "APIC enable toggles APIC": [Step("set_cpuid", (base,)), Step("set_msr", (MSR_IA32_APICBASE, 0xFEE00100)),
-                                     Step("set_msr", (MSR_IA32_APICBASE, 0xFEE00900))],
+        "APIC enable toggles APIC": [
+            Step("set_cpuid", (base,)),
+            Step("set_msr", (MSR_IA32_APICBASE, 0xFEE00100)),
+            Step("set_msr", (MSR_IA32_APICBASE, 0xFEE00900)),
+        ],
         "MISC_ENABLE with the quirk on": [Step("set_cpuid", (base,)), Step("set_msr", (MSR_IA32_MISC_ENABLE, 1 << 18))],
-        "MISC_ENABLE with the quirk off": [Step("disable_quirk", ("MISC_ENABLE_NO_MWAIT",)),
-                                           Step("set_cpuid", (base.set_field("1.ecx[3]", 1),)),
-                                           Step("set_msr", (MSR_IA32_MISC_ENABLE, 1 << 18))],
+        "MISC_ENABLE with the quirk off": [
+            Step("disable_quirk", ("MISC_ENABLE_NO_MWAIT",)),
+            Step("set_cpuid", (base.set_field("1.ecx[3]", 1),)),
+            Step("set_msr", (MSR_IA32_MISC_ENABLE, 1 << 18)),
+        ],
         "HLT exits before the vCPU": [Step("disable_hlt_exits"), Step("set_cpuid", (base,))],
         "HLT exits after the vCPU": [Step("set_cpuid", (base,)), Step("disable_hlt_exits")],
         "re-set readback after run": [Step("set_cpuid", (base,)), Step("run"), Step("set_cpuid_readback", ("same",))],
         "re-set own table after run": [Step("set_cpuid", (base,)), Step("run"), Step("set_cpuid", (base,))],
-        "re-set after run with a runtime change": [Step("set_cpuid", (base,)), Step("run"), Step("set_cr4", (1 << 18,)),
-                                                   Step("set_cpuid_readback", ("same",))],
-        "changed readback after run": [Step("set_cpuid", (base,)), Step("run")] + [
-            Step("set_cpuid_readback", (h,)) for h in ("leaf6", "maxphyaddr", "reversed", "drop_last", "flags")],
+        "re-set after run with a runtime change": [
+            Step("set_cpuid", (base,)),
+            Step("run"),
+            Step("set_cr4", (1 << 18,)),
+            Step("set_cpuid_readback", ("same",)),
+        ],
+        "changed readback after run": [Step("set_cpuid", (base,)), Step("run")]
+        + [Step("set_cpuid_readback", (h,)) for h in ("leaf6", "maxphyaddr", "reversed", "drop_last", "flags")],
         "XSS writes": [Step("set_cpuid", (base,))] + [Step("set_msr", (MSR_IA32_XSS, v)) for v in XSS_CHOICES],
         "CR4 bits one by one": [Step("set_cpuid", (base,))] + [Step("set_cr4", (1 << b,)) for b in range(25)],
         # pvm appends its 0xD entries to a table without them only while they still fit in 256
-        **{f"no 0xD, {n} entries": [Step("set_cpuid", (no_xsave.appended(*filler[: n - len(no_xsave)]),))]
-           for n in range(244, 254)},
+        **{
+            f"no 0xD, {n} entries": [Step("set_cpuid", (no_xsave.appended(*filler[: n - len(no_xsave)]),))]
+            for n in range(244, 254)
+        },
     }

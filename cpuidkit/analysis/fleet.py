@@ -30,9 +30,10 @@ import random
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING
 
 from cpuidkit.analysis.addressing import (
     guest_linear_bits,
@@ -66,12 +67,33 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from cpuidkit.core.hosts import HostProfile
 
-__all__ = ["RULES", "Fleet", "fleet", "load_hosts", "common_baseline", "Baseline", "terminal_progress",
-           "synthetic_fleet", "plot_matrix"]
+__all__ = [
+    "RULES",
+    "Fleet",
+    "fleet",
+    "load_hosts",
+    "common_baseline",
+    "Baseline",
+    "terminal_progress",
+    "synthetic_fleet",
+    "plot_matrix",
+]
 
 # migrate's rule ids, in the order of the bits of Fleet.blockers / Fleet.warnings
-RULES = ("vendor", "cpuid_rejected", "feature_missing", "feature_synthesized", "amx_permission", "xcr0_components",
-         "sgx_xfrm", "xsave_layout", "xsave_size", "maxphyaddr", "guest_phys_bits", "linear_width")
+RULES = (
+    "vendor",
+    "cpuid_rejected",
+    "feature_missing",
+    "feature_synthesized",
+    "amx_permission",
+    "xcr0_components",
+    "sgx_xfrm",
+    "xsave_layout",
+    "xsave_size",
+    "maxphyaddr",
+    "guest_phys_bits",
+    "linear_width",
+)
 BIT = {r: 1 << n for n, r in enumerate(RULES)}
 
 Progress = Callable[[int, int, str], None]
@@ -112,7 +134,7 @@ def _tick(progress: Progress | None, done: int, total: int, stage: str) -> None:
 # -- loading ----------------------------------------------------------------------------------------
 
 
-def load_hosts(folder: str | os.PathLike, *, progress: Progress | None = None) -> list["HostProfile"]:
+def load_hosts(folder: str | os.PathLike, *, progress: Progress | None = None) -> list[HostProfile]:
     """Every dump in ``folder`` (any format ``cpuidkit decode`` reads) as a host profile, by file name.
 
     Hidden files and sub-folders are skipped; a file that is not a dump is an
@@ -184,7 +206,7 @@ class _Facts:
     h_linear: int
 
 
-def _host_facts(h: "HostProfile", kp, vendor: str | None, fields, provided: frozenset) -> _Facts:
+def _host_facts(h: HostProfile, kp, vendor: str | None, fields, provided: frozenset) -> _Facts:
 
     t = h.cpuid
     module = h.vendor_for(vendor)
@@ -225,14 +247,33 @@ def _host_facts(h: "HostProfile", kp, vendor: str | None, fields, provided: froz
     tdp = h.tdp and module != "pvm"
     five = host_has_five_level_tdp(h)
     return _Facts(
-        name=h.name, vendor=t.vendor, module=module,
+        name=h.name,
+        vendor=t.vendor,
+        module=module,
         exact=module == "pvm" and bool(h.vendor_rewrite),
-        gbits=gbits, entries=len(t), width_ok=width_ok, wants_dyn=bool(m0 & _TILEDATA), m0=m0, gx=gx,
-        gx_rule_bad=gx_rule_bad, has_d0=d0 is not None, d0_ecx=d0.ecx if d0 is not None else 0,
-        comps=h.xsave_components, g_maxpa=guest_maxphyaddr(t), gpb=guest_phys_bits_field(t), g57=g57,
-        g_linear=guest_linear_bits(t), sgx_xfrm=sgx["xfrm"] if sgx["sgx"] else None,
-        pbits=pbits, xcr0_mask=h.xcr0_mask, ksx=h.kvm_supported_xcr0(module, kp), grant_ok=grant_ok,
-        perm_after=perm_after, h_maxpa=h.maxphyaddr, tdp=tdp, five=five,
+        gbits=gbits,
+        entries=len(t),
+        width_ok=width_ok,
+        wants_dyn=bool(m0 & _TILEDATA),
+        m0=m0,
+        gx=gx,
+        gx_rule_bad=gx_rule_bad,
+        has_d0=d0 is not None,
+        d0_ecx=d0.ecx if d0 is not None else 0,
+        comps=h.xsave_components,
+        g_maxpa=guest_maxphyaddr(t),
+        gpb=guest_phys_bits_field(t),
+        g57=g57,
+        g_linear=guest_linear_bits(t),
+        sgx_xfrm=sgx["xfrm"] if sgx["sgx"] else None,
+        pbits=pbits,
+        xcr0_mask=h.xcr0_mask,
+        ksx=h.kvm_supported_xcr0(module, kp),
+        grant_ok=grant_ok,
+        perm_after=perm_after,
+        h_maxpa=h.maxphyaddr,
+        tdp=tdp,
+        five=five,
         usable=usable_gpa_bits(h.maxphyaddr, tdp=tdp, five_level_tdp=five),
         smaller_ok=smaller_maxphyaddr(module, tdp=tdp, module_param=h.allow_smaller_maxphyaddr)["available"],
         h57=bool((h.cpuid.get(7, 0) or CpuidEntry(7)).ecx >> 16 & 1),
@@ -240,7 +281,7 @@ def _host_facts(h: "HostProfile", kp, vendor: str | None, fields, provided: froz
     )
 
 
-def _pack(rows: list[list[bool]]) -> "np.ndarray":
+def _pack(rows: list[list[bool]]) -> np.ndarray:
     """Bool rows → uint64 words (N, W), bit f of the row in word f // 64."""
     import numpy as np
 
@@ -265,8 +306,8 @@ class Fleet:
     hosts: list  # HostProfile
     kernel: str
     vendor: str | None
-    blockers: "np.ndarray"  # (N, N) uint16
-    warnings: "np.ndarray"  # (N, N) uint16
+    blockers: np.ndarray  # (N, N) uint16
+    warnings: np.ndarray  # (N, N) uint16
     exact_columns: list[int] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -278,10 +319,10 @@ class Fleet:
         return len(self.hosts)
 
     @property
-    def blocked(self) -> "np.ndarray":
+    def blocked(self) -> np.ndarray:
         return self.blockers != 0
 
-    def verdicts(self) -> "np.ndarray":
+    def verdicts(self) -> np.ndarray:
         """(N, N) int8: 0 ok, 1 ok-with-warnings, 2 blocked (migrate's verdicts)."""
         import numpy as np
 
@@ -299,8 +340,14 @@ class Fleet:
     def explain(self, i: int, j: int):
         """The full :class:`~cpuidkit.analysis.migrate.MigrationReport` for one pair (the scalar rules, with words)."""
 
-        return migrate(self.hosts[i].cpuid, self.hosts[j], source=self.hosts[i], kernel=self.kernel,
-                       vendor=self.vendor, guest_name=self.hosts[i].name)
+        return migrate(
+            self.hosts[i].cpuid,
+            self.hosts[j],
+            source=self.hosts[i],
+            kernel=self.kernel,
+            vendor=self.vendor,
+            guest_name=self.hosts[i].name,
+        )
 
     def rule_counts(self) -> dict[str, dict[str, int]]:
         """How many ordered pairs (off the diagonal) each rule blocks / warns about."""
@@ -339,8 +386,16 @@ class Fleet:
             "vendor": self.vendor,
             "guest": "each host's own CPUID (host-passthrough), moved with cpuidkit migrate's rules",
             "rules": list(RULES),
-            "hosts": [{"name": h.name, "vendor": h.vendor, "maxphyaddr": h.maxphyaddr, "linear_bits": h.linear_bits,
-                       "xcr0": h.xcr0_mask} for h in self.hosts],
+            "hosts": [
+                {
+                    "name": h.name,
+                    "vendor": h.vendor,
+                    "maxphyaddr": h.maxphyaddr,
+                    "linear_bits": h.linear_bits,
+                    "xcr0": h.xcr0_mask,
+                }
+                for h in self.hosts
+            ],
             "summary": self.summary(),
             "rule_counts": self.rule_counts(),
         }
@@ -356,8 +411,13 @@ class Fleet:
 # -- the matrix ---------------------------------------------------------------------------------------
 
 
-def fleet(hosts: Sequence["HostProfile"] | str | os.PathLike, *, kernel: str = "6.18", vendor: str | None = None,
-          progress: Progress | None = None) -> Fleet:
+def fleet(
+    hosts: Sequence[HostProfile] | str | os.PathLike,
+    *,
+    kernel: str = "6.18",
+    vendor: str | None = None,
+    progress: Progress | None = None,
+) -> Fleet:
     """The migration matrix of a pool (host profiles, or a folder of dumps).
 
     ``vendor`` forces one vendor module for every destination (default: each
@@ -366,7 +426,6 @@ def fleet(hosts: Sequence["HostProfile"] | str | os.PathLike, *, kernel: str = "
     (``"pairs"``).
     """
     import numpy as np
-
 
     t0 = time.perf_counter()
     if isinstance(hosts, (str, os.PathLike)):
@@ -419,7 +478,6 @@ def fleet(hosts: Sequence["HostProfile"] | str | os.PathLike, *, kernel: str = "
     perm18 = np.asarray([bool(x.perm_after & _TILEDATA) for x in facts], dtype=bool)
     h_maxpa = col("h_maxpa", np.int64)
     tdp = col("tdp", bool)
-    five = col("five", bool)
     usable = col("usable", np.int64)
     smaller_ok = col("smaller_ok", bool)
     h57 = col("h57", bool)
@@ -449,8 +507,9 @@ def fleet(hosts: Sequence["HostProfile"] | str | os.PathLike, *, kernel: str = "
         b = np.zeros((r1 - r0, N), dtype=np.uint16)
         w = np.zeros((r1 - r0, N), dtype=np.uint16)
         # vendor
-        w |= np.where((vend[R, None] != vend[None, :]) & vend_known[R, None] & vend_known[None, :], BIT["vendor"], 0
-                      ).astype(np.uint16)
+        w |= np.where(
+            (vend[R, None] != vend[None, :]) & vend_known[R, None] & vend_known[None, :], BIT["vendor"], 0
+        ).astype(np.uint16)
         # features
         miss = np.zeros((r1 - r0, N), dtype=bool)
         syn = np.zeros((r1 - r0, N), dtype=bool)
@@ -515,8 +574,15 @@ def fleet(hosts: Sequence["HostProfile"] | str | os.PathLike, *, kernel: str = "
                 rep = migrate(hosts[i].cpuid, hosts[j], source=hosts[i], kernel=kp.name, vendor=vendor)
                 blockers[i, j] = _mask(f.rule for f in rep.findings if f.severity == "blocker")
                 warnings[i, j] = _mask(f.rule for f in rep.findings if f.severity == "warning")
-    return Fleet(hosts=hosts, kernel=kp.name, vendor=vendor, blockers=blockers, warnings=warnings,
-                 exact_columns=exact, seconds=time.perf_counter() - t0)
+    return Fleet(
+        hosts=hosts,
+        kernel=kp.name,
+        vendor=vendor,
+        blockers=blockers,
+        warnings=warnings,
+        exact_columns=exact,
+        seconds=time.perf_counter() - t0,
+    )
 
 
 def _mask(rules: Iterable[str]) -> int:
@@ -543,12 +609,19 @@ class Baseline:
     notes: list[str]
 
     def as_dict(self) -> dict:
-        return {"base_host": self.base_host, "xcr0": self.xcr0, "maxphyaddr": self.maxphyaddr,
-                "linear_bits": self.linear_bits, "dropped_features": self.dropped_features,
-                "dropped_xcr0": self.dropped_xcr0, "notes": self.notes, "entries": self.table.as_dicts()}
+        return {
+            "base_host": self.base_host,
+            "xcr0": self.xcr0,
+            "maxphyaddr": self.maxphyaddr,
+            "linear_bits": self.linear_bits,
+            "dropped_features": self.dropped_features,
+            "dropped_xcr0": self.dropped_xcr0,
+            "notes": self.notes,
+            "entries": self.table.as_dicts(),
+        }
 
 
-def common_baseline(hosts: Sequence["HostProfile"], *, kernel: str = "6.18", vendor: str | None = None) -> Baseline:
+def common_baseline(hosts: Sequence[HostProfile], *, kernel: str = "6.18", vendor: str | None = None) -> Baseline:
     """The largest CPUID a guest can be given so that it moves between every pair of ``hosts``.
 
     The table starts from the host of the most common vendor with the fewest
@@ -566,7 +639,6 @@ def common_baseline(hosts: Sequence["HostProfile"], *, kernel: str = "6.18", ven
     for any guest.
     """
 
-
     hosts = list(hosts)
     if not hosts:
         raise InputError("a baseline needs at least one host")
@@ -576,8 +648,10 @@ def common_baseline(hosts: Sequence["HostProfile"], *, kernel: str = "6.18", ven
     top = max(vendors.items(), key=lambda kv: (kv[1], kv[0]))[0]
     if len(vendors) > 1:
         mix = ", ".join(f"{n} {v}" for v, n in sorted(vendors.items()))
-        notes.append(f"the pool mixes vendors ({mix}); the baseline keeps {top}'s vendor string, so moves to the "
-                     "other vendor's hosts stay a warning")
+        notes.append(
+            f"the pool mixes vendors ({mix}); the baseline keeps {top}'s vendor string, so moves to the "
+            "other vendor's hosts stay a warning"
+        )
     cat = catalog()
     flags = [f for f in cat if f.is_flag and f.sub_lo == f.sub_hi]
     by_pos = {(f.leaf, f.sub_lo, f.register, f.lo): f.name for f in flags}
@@ -586,8 +660,12 @@ def common_baseline(hosts: Sequence["HostProfile"], *, kernel: str = "6.18", ven
         by_name.setdefault(f.name, []).append(f)
 
     def nflags(h) -> int:
-        return sum(bin(e.reg(r)).count("1") for (lf, s, r) in _VIRTUALIZABLE_REGS for e in [h.cpuid.get(lf, s)]
-                   if e is not None)
+        return sum(
+            bin(e.reg(r)).count("1")
+            for (lf, s, r) in _VIRTUALIZABLE_REGS
+            for e in [h.cpuid.get(lf, s)]
+            if e is not None
+        )
 
     base = min((h for h in hosts if (h.vendor or "?") == top), key=lambda h: (nflags(h), h.name))
     t = base.cpuid
@@ -600,7 +678,7 @@ def common_baseline(hosts: Sequence["HostProfile"], *, kernel: str = "6.18", ven
         if f.name in _NEVER_OFFERED:
             never[(f.leaf, f.sub_lo, f.register)] = never.get((f.leaf, f.sub_lo, f.register), 0) | f.mask
     dropped: list[str] = []
-    for (leaf, sub, reg) in sorted(_VIRTUALIZABLE_REGS):
+    for leaf, sub, reg in sorted(_VIRTUALIZABLE_REGS):
         e = t.get(leaf, sub)
         if e is None:
             continue
@@ -611,8 +689,11 @@ def common_baseline(hosts: Sequence["HostProfile"], *, kernel: str = "6.18", ven
         old = e.reg(reg)
         new = old & (keep | provided.get((leaf, sub, reg), 0)) & ~never.get((leaf, sub, reg), 0)
         if new != old:
-            dropped += [by_pos.get((leaf, sub, reg, b), f"{leaf:#x}.{sub}.{reg}[{b}]") for b in range(32)
-                        if (old & ~new) >> b & 1]
+            dropped += [
+                by_pos.get((leaf, sub, reg, b), f"{leaf:#x}.{sub}.{reg}[{b}]")
+                for b in range(32)
+                if (old & ~new) >> b & 1
+            ]
             t = t.with_entry(e.replace(**{reg: new}))
     # XCR0: what every host's KVM supports for this kernel, with one standard-format layout
     base_mask = supported_xcr0(t)
@@ -625,8 +706,9 @@ def common_baseline(hosts: Sequence["HostProfile"], *, kernel: str = "6.18", ven
             if len(seen) > 1:
                 xcr0 &= ~(1 << b)
                 where = ", ".join(f"{s} bytes at {o}" for o, s in sorted(seen))
-                notes.append(f"XSAVE component {mask_names(1 << b)[0]} differs across the pool ({where}): "
-                             "left out of XCR0")
+                notes.append(
+                    f"XSAVE component {mask_names(1 << b)[0]} differs across the pool ({where}): left out of XCR0"
+                )
 
     def has(name: str) -> bool:
         kind, _, num = name.partition(":")
@@ -678,10 +760,16 @@ def common_baseline(hosts: Sequence["HostProfile"], *, kernel: str = "6.18", ven
         if d1 is not None and supported_xss(t) != xss:
             t = t.with_entry(d1.replace(ecx=xss & 0xFFFFFFFF, edx=xss >> 32))
         keep_bits = xcr0 | xss
-        t = CpuidTable([e for e in t if not (e.function == 0xD and 2 <= e.index <= 63 and not keep_bits >> e.index & 1)])
+        t = CpuidTable(
+            [e for e in t if not (e.function == 0xD and 2 <= e.index <= 63 and not keep_bits >> e.index & 1)]
+        )
     # MAXPHYADDR and the linear width
-    usable = min(usable_gpa_bits(h.maxphyaddr, tdp=h.tdp and h.vendor_for(vendor) != "pvm",
-                                 five_level_tdp=host_has_five_level_tdp(h)) for h in hosts)
+    usable = min(
+        usable_gpa_bits(
+            h.maxphyaddr, tdp=h.tdp and h.vendor_for(vendor) != "pvm", five_level_tdp=host_has_five_level_tdp(h)
+        )
+        for h in hosts
+    )
     narrowest = min(h.maxphyaddr for h in hosts)
     maxpa = min(narrowest, usable)
     all57 = all(bool((h.cpuid.get(7, 0) or CpuidEntry(7)).ecx >> 16 & 1) for h in hosts)
@@ -692,25 +780,33 @@ def common_baseline(hosts: Sequence["HostProfile"], *, kernel: str = "6.18", ven
     else:
         notes.append(f"{base.name} has no 0x80000008 leaf: the guest sees MAXPHYADDR 36")
     if maxpa < narrowest:
-        notes.append(f"MAXPHYADDR {maxpa}, not {narrowest}: a host without 5-level EPT/NPT maps only {usable}-bit "
-                     "guest-physical addresses")
+        notes.append(
+            f"MAXPHYADDR {maxpa}, not {narrowest}: a host without 5-level EPT/NPT maps only {usable}-bit "
+            "guest-physical addresses"
+        )
     e7 = t.get(7, 0)
     if e7 is not None and not all57 and e7.ecx >> 16 & 1:
         t = t.with_entry(e7.replace(ecx=e7.ecx & ~(1 << 16)))
     table = CpuidTable(t, source=f"common baseline of {len(hosts)} hosts (from {base.name})")
-    return Baseline(table=table, base_host=base.name, xcr0=xcr0, maxphyaddr=maxpa if e8 is not None else 36,
-                    linear_bits=linear, dropped_features=list(dict.fromkeys(dropped)), dropped_xcr0=dropped_xcr0,
-                    notes=notes)
+    return Baseline(
+        table=table,
+        base_host=base.name,
+        xcr0=xcr0,
+        maxphyaddr=maxpa if e8 is not None else 36,
+        linear_bits=linear,
+        dropped_features=list(dict.fromkeys(dropped)),
+        dropped_xcr0=dropped_xcr0,
+        notes=notes,
+    )
 
 
 # -- a synthetic pool (benchmarks, tests) ---------------------------------------------------------------------
 
 
-def synthetic_fleet(tables: Sequence[CpuidTable], n: int, seed: int = 0) -> list["HostProfile"]:
+def synthetic_fleet(tables: Sequence[CpuidTable], n: int, seed: int = 0) -> list[HostProfile]:
     """``n`` hosts made from real dumps, deterministically perturbed: host ``k`` is dump ``k % len(tables)`` with
     a few offered features cleared and, now and then, another MAXPHYADDR, LA57 toggled, AVX-512 or AMX state
     missing, or PKRU moved in the XSAVE area (as a different CPU or BIOS setting would make them)."""
-
 
     regs = sorted(_VIRTUALIZABLE_REGS)
     out = []
@@ -780,11 +876,23 @@ def plot_matrix(f: Fleet, *, labels: bool | None = None, title: str | None = Non
     ax.set_xlabel("destination host")
     ax.set_ylabel("source host (guest = its own CPUID)")
     s = f.summary()
-    ax.set_title(title or f"{n} hosts, kernel {f.kernel}: {s['blocked']} of {s['pairs']} moves blocked, "
-                 f"{s['ok_with_warnings']} with warnings", fontsize=9)
-    ax.legend(handles=[Patch(facecolor="#66bb6a", label="ok"), Patch(facecolor="#ffd54f", label="warnings only"),
-                       Patch(facecolor="#e53935", label="blocked")],
-              loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+    ax.set_title(
+        title
+        or f"{n} hosts, kernel {f.kernel}: {s['blocked']} of {s['pairs']} moves blocked, "
+        f"{s['ok_with_warnings']} with warnings",
+        fontsize=9,
+    )
+    ax.legend(
+        handles=[
+            Patch(facecolor="#66bb6a", label="ok"),
+            Patch(facecolor="#ffd54f", label="warnings only"),
+            Patch(facecolor="#e53935", label="blocked"),
+        ],
+        loc="upper left",
+        bbox_to_anchor=(1.01, 1.0),
+        fontsize=8,
+        frameon=False,
+    )
     counts = f.rule_counts()
     text = "\n".join(f"{r}: {c['blocker']}" for r, c in counts.items() if c["blocker"])
     if text:

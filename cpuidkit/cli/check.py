@@ -97,8 +97,15 @@ def _live_check(args) -> int:
         rejected |= live_err is not None
         d = {
             "table": path,
-            "kernel": {"verdict": "rejected" if live_err else "accepted", "errno": live_err.errno_name if live_err else None},
-            "model": {"verdict": model.verdict, "errno": model.errno, "rule": model.error.rule if model.error else None},
+            "kernel": {
+                "verdict": "rejected" if live_err else "accepted",
+                "errno": live_err.errno_name if live_err else None,
+            },
+            "model": {
+                "verdict": model.verdict,
+                "errno": model.errno,
+                "rule": model.error.rule if model.error else None,
+            },
             "errno_agrees": agree,
             "stored_differences": [str(c) for c in changes],
         }
@@ -120,8 +127,12 @@ def register(sub) -> None:
     c.add_argument("--kernel", default="6.18", help="kernel version X.Y (default 6.18)")
     c.add_argument("--vendor", choices=("vmx", "svm", "pvm"), default="vmx")
     c.add_argument("--host", default=None, help="a built-in host name, a dump file, or 'live'")
-    c.add_argument("--state", default=None, help="STATE.json: cr4, xcr0, xss, apic_base, misc_enable, quirks_disabled, "
-                   "hlt_exits_disabled, has_run, previous, xfeature_permission")
+    c.add_argument(
+        "--state",
+        default=None,
+        help="STATE.json: cr4, xcr0, xss, apic_base, misc_enable, quirks_disabled, "
+        "hlt_exits_disabled, has_run, previous, xfeature_permission",
+    )
     c.add_argument("--format", choices=("table", "json", "markdown"), default="table")
     c.set_defaults(func=_check)
 

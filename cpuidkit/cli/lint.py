@@ -87,10 +87,18 @@ def register(sub) -> None:
         "data/lint-rules.csv. Exit 0 without illegal findings, 1 with, 2 on bad input.",
     )
     p.add_argument("tables", nargs="+", metavar="TABLE", help="any format `cpuidkit decode` reads")
-    p.add_argument("--host", default=None, metavar="NAME|FILE|live",
-                   help="the host the guest runs on (enables the host rules: MAXPHYADDR, XCR0 support)")
-    p.add_argument("--format", choices=("table", "json"), default="table",
-                   help="table (default) or json: one object per table per line")
+    p.add_argument(
+        "--host",
+        default=None,
+        metavar="NAME|FILE|live",
+        help="the host the guest runs on (enables the host rules: MAXPHYADDR, XCR0 support)",
+    )
+    p.add_argument(
+        "--format",
+        choices=("table", "json"),
+        default="table",
+        help="table (default) or json: one object per table per line",
+    )
     p.add_argument("--intended", default=None, metavar="FILE", help=_INTENDED_HELP)
     p.add_argument("--cpu", type=int, default=None, help="which CPU of a multi-CPU dump (default: the first)")
     p.set_defaults(func=_lint)

@@ -10,7 +10,7 @@ import argparse
 import importlib
 import json
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from cpuidkit.core.catalog import catalog
 from cpuidkit.core.sources import load
@@ -74,7 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="cpuidkit", description="Make Linux KVM's CPUID contract visible.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    d = sub.add_parser("decode", help="decode a CPUID dump (KVM JSON, cpuid -r, libvirt XML, Firecracker, libcpuid, /proc/cpuinfo)")
+    d = sub.add_parser(
+        "decode", help="decode a CPUID dump (KVM JSON, cpuid -r, libvirt XML, Firecracker, libcpuid, /proc/cpuinfo)"
+    )
     d.add_argument("file")
     d.add_argument("--cpu", type=int, default=None, help="which CPU of a multi-CPU dump (default: the first)")
     d.add_argument("--format", choices=("table", "json"), default="table")

@@ -39,8 +39,14 @@ def _review(args) -> int:
     kernel_profile(args.kernel)  # a bad version is bad input before anything is read
     table, name = load_guest_table(args.template)
     host = resolve_host(args.host)
-    r = review(table, host, kernel=args.kernel, vendor=args.vendor, template_name=Path(name).name,
-               xfeature_permission=not args.no_xfeature_permission)
+    r = review(
+        table,
+        host,
+        kernel=args.kernel,
+        vendor=args.vendor,
+        template_name=Path(name).name,
+        xfeature_permission=not args.no_xfeature_permission,
+    )
     _write(render(r, args.format), args.output)
     return EXIT_OK
 
@@ -63,14 +69,19 @@ def _matrix_text(f, limit: int = 40) -> list[str]:
 
 def _fleet_text(f, b) -> str:
     s = f.summary()
-    out = [f"{s['hosts']} hosts, kernel {f.kernel}, vendor module {f.vendor or 'per host'}: {s['pairs']} moves, "
-           f"{s['ok']} ok, {s['ok_with_warnings']} ok with warnings, {s['blocked']} blocked"]
+    out = [
+        f"{s['hosts']} hosts, kernel {f.kernel}, vendor module {f.vendor or 'per host'}: {s['pairs']} moves, "
+        f"{s['ok']} ok, {s['ok_with_warnings']} ok with warnings, {s['blocked']} blocked"
+    ]
     out.append("guest: each host's own CPUID (host-passthrough); rules and ids of `cpuidkit migrate`")
     counts = f.rule_counts()
-    out.append("blocked moves by rule: " + (", ".join(f"{r} {c['blocker']}" for r, c in counts.items() if c["blocker"])
-                                            or "none"))
-    out.append("warnings by rule: " + (", ".join(f"{r} {c['warning']}" for r, c in counts.items() if c["warning"])
-                                       or "none"))
+    out.append(
+        "blocked moves by rule: "
+        + (", ".join(f"{r} {c['blocker']}" for r, c in counts.items() if c["blocker"]) or "none")
+    )
+    out.append(
+        "warnings by rule: " + (", ".join(f"{r} {c['warning']}" for r, c in counts.items() if c["warning"]) or "none")
+    )
     if s["self_blocked"]:
         out.append("hosts whose own CPUID is blocked even on themselves: " + ", ".join(s["self_blocked"]))
     out.append("")
@@ -81,9 +92,11 @@ def _fleet_text(f, b) -> str:
     for i, name in enumerate(f.names):
         out.append(f"  {name:<44} {len(f.destinations(i)):>4} of {n - 1}")
     out.append("")
-    out.append(f"common baseline (from {b.base_host}): XCR0 {b.xcr0:#x}, MAXPHYADDR {b.maxphyaddr}, "
-               f"{b.linear_bits}-bit linear; {len(b.dropped_features)} feature(s) of {b.base_host} dropped"
-               + (f": {', '.join(b.dropped_features)}" if b.dropped_features else ""))
+    out.append(
+        f"common baseline (from {b.base_host}): XCR0 {b.xcr0:#x}, MAXPHYADDR {b.maxphyaddr}, "
+        f"{b.linear_bits}-bit linear; {len(b.dropped_features)} feature(s) of {b.base_host} dropped"
+        + (f": {', '.join(b.dropped_features)}" if b.dropped_features else "")
+    )
     if b.dropped_xcr0:
         out.append(f"  XSAVE components dropped: {', '.join(b.dropped_xcr0)}")
     for note in b.notes:
@@ -94,30 +107,33 @@ def _fleet_text(f, b) -> str:
 def fleet_html(f, b) -> str:
     """An HTML page: the matrix plot (PNG, base64), the summary and the baseline.  Imports matplotlib."""
 
-
     fig = plot_matrix(f)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, metadata={"Software": None})
     png = base64.b64encode(buf.getvalue()).decode("ascii")
     s = f.summary()
-    rows = "".join(f"<tr><td>{html.escape(r)}</td><td>{c['blocker']}</td><td>{c['warning']}</td></tr>"
-                   for r, c in f.rule_counts().items())
-    hosts = "".join(f"<tr><td>{i}</td><td>{html.escape(n)}</td><td>{html.escape(h.vendor or '?')}</td>"
-                    f"<td>{h.maxphyaddr}</td><td>{len(f.destinations(i))}</td></tr>"
-                    for i, (n, h) in enumerate(zip(f.names, f.hosts)))
+    rows = "".join(
+        f"<tr><td>{html.escape(r)}</td><td>{c['blocker']}</td><td>{c['warning']}</td></tr>"
+        for r, c in f.rule_counts().items()
+    )
+    hosts = "".join(
+        f"<tr><td>{i}</td><td>{html.escape(n)}</td><td>{html.escape(h.vendor or '?')}</td>"
+        f"<td>{h.maxphyaddr}</td><td>{len(f.destinations(i))}</td></tr>"
+        for i, (n, h) in enumerate(zip(f.names, f.hosts))
+    )
     notes = "".join(f"<li>{html.escape(x)}</li>" for x in b.notes)
     return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>cpuidkit fleet: {s['hosts']} hosts</title>
+<html lang="en"><head><meta charset="utf-8"><title>cpuidkit fleet: {s["hosts"]} hosts</title>
 <style>body{{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}}
 table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:2px 6px;font-size:.9em}}</style></head><body>
-<h1>Migration matrix: {s['hosts']} hosts, kernel {html.escape(f.kernel)}</h1>
-<p>{s['pairs']} moves: {s['ok']} ok, {s['ok_with_warnings']} ok with warnings, {s['blocked']} blocked. The guest on
+<h1>Migration matrix: {s["hosts"]} hosts, kernel {html.escape(f.kernel)}</h1>
+<p>{s["pairs"]} moves: {s["ok"]} ok, {s["ok_with_warnings"]} ok with warnings, {s["blocked"]} blocked. The guest on
 each host is given that host's own CPUID; the rules are <code>cpuidkit migrate</code>'s.</p>
 <img alt="migration matrix" src="data:image/png;base64,{png}">
 <h2>Moves by rule</h2><table><tr><th>rule</th><th>blocked</th><th>warnings</th></tr>{rows}</table>
 <h2>Hosts</h2><table><tr><th>#</th><th>host</th><th>vendor</th><th>MAXPHYADDR</th><th>reachable</th></tr>{hosts}</table>
 <h2>Common baseline</h2><p>From {html.escape(b.base_host)}: XCR0 {b.xcr0:#x}, MAXPHYADDR {b.maxphyaddr},
-{b.linear_bits}-bit linear; dropped: {html.escape(', '.join(b.dropped_features) or 'nothing')}.</p><ul>{notes}</ul>
+{b.linear_bits}-bit linear; dropped: {html.escape(", ".join(b.dropped_features) or "nothing")}.</p><ul>{notes}</ul>
 </body></html>
 """
 
@@ -143,29 +159,44 @@ def _fleet(args) -> int:
 
 def register(sub) -> None:
     r = sub.add_parser(
-        "review", help="a design-review report: one CPU template on one host (verdict, runtime fields, "
+        "review",
+        help="a design-review report: one CPU template on one host (verdict, runtime fields, "
         "unvirtualized features, lint, XSAVE, address widths, kernel notes)",
         description="Review a CPU template (any dump format) on a host for a kernel version: KVM's verdict, the "
         "fields KVM owns at run time, features beyond what KVM virtualizes there, lint findings, XSAVE sizes, "
         "MAXPHYADDR and linear width, and the kernel-version notes that matter for this template. Markdown or "
-        "HTML (with inline SVG figures), written atomically with -o.")
+        "HTML (with inline SVG figures), written atomically with -o.",
+    )
     r.add_argument("template", metavar="TEMPLATE", help="the guest CPUID: a dump file, a built-in host name, or live")
-    r.add_argument("--host", default=None, metavar="NAME|FILE|live",
-                   help="the host: a built-in name, a dump file, or live (default sapphire-rapids)")
+    r.add_argument(
+        "--host",
+        default=None,
+        metavar="NAME|FILE|live",
+        help="the host: a built-in name, a dump file, or live (default sapphire-rapids)",
+    )
     r.add_argument("--kernel", default="6.18", help="host kernel X.Y (default 6.18)")
-    r.add_argument("--vendor", choices=VENDORS, default=None,
-                   help="vendor module (default: the live host's, else vmx for Intel and svm for AMD hosts)")
+    r.add_argument(
+        "--vendor",
+        choices=VENDORS,
+        default=None,
+        help="vendor module (default: the live host's, else vmx for Intel and svm for AMD hosts)",
+    )
     r.add_argument("--format", choices=("markdown", "html", "json"), default="markdown")
     r.add_argument("-o", "--output", default=None, metavar="FILE", help="write here (atomically) instead of stdout")
-    r.add_argument("--no-xfeature-permission", action="store_true",
-                   help="the VMM does not request AMX permission before KVM_SET_CPUID2")
+    r.add_argument(
+        "--no-xfeature-permission",
+        action="store_true",
+        help="the VMM does not request AMX permission before KVM_SET_CPUID2",
+    )
     r.set_defaults(func=_review)
 
     f = sub.add_parser(
-        "fleet", help="the migration matrix of a pool of hosts (a folder of dumps), and their common baseline CPUID",
+        "fleet",
+        help="the migration matrix of a pool of hosts (a folder of dumps), and their common baseline CPUID",
         description="Every ordered pair of hosts in DIR (one dump per file, any format): can a guest given the "
         "source host's CPUID move to the destination? The rules and ids are `cpuidkit migrate`'s, computed for all "
-        "pairs at once. Also the largest CPUID every host can take a guest with.")
+        "pairs at once. Also the largest CPUID every host can take a guest with.",
+    )
     f.add_argument("folder", metavar="DIR")
     f.add_argument("--kernel", default="6.18", help="kernel X.Y of the hosts (default 6.18)")
     f.add_argument("--vendor", choices=VENDORS, default=None, help="vendor module of every host (default per host)")

@@ -35,6 +35,8 @@ FLAG_STATE_READ_NEXT = 1 << 2
 
 U32 = 0xFFFF_FFFF
 U64 = (1 << 64) - 1
+
+
 def check_u32(name: str, value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise InputError(f"{name} must be an integer, got {type(value).__name__} {value!r}", where=name)

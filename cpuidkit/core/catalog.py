@@ -13,8 +13,9 @@ upstream KVM (``passthrough``, ``runtime``, ``derived``, ``vendor`` …; see
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterable, Iterator
+from typing import TYPE_CHECKING
 
 from cpuidkit._files import data_path, read_csv
 from cpuidkit.core.bits import REGISTERS, FieldRef
@@ -152,7 +153,7 @@ class Catalog:
         return len(self.fields)
 
     @classmethod
-    def from_rows(cls, rows: list[dict[str, str]], source: str = "fields.csv") -> "Catalog":
+    def from_rows(cls, rows: list[dict[str, str]], source: str = "fields.csv") -> Catalog:
         fields = []
         for n, row in enumerate(rows, start=1):
             where = f"row {n} ({row.get('name', '?')})"
@@ -167,8 +168,15 @@ class Catalog:
             sub_lo, sub_hi = _parse_subleaf(row["subleaf"], where, source)
             fields.append(
                 Field(
-                    leaf, sub_lo, sub_hi, reg, hi, lo,
-                    row["name"], row.get("linux_define", ""), row.get("description", ""),
+                    leaf,
+                    sub_lo,
+                    sub_hi,
+                    reg,
+                    hi,
+                    lo,
+                    row["name"],
+                    row.get("linux_define", ""),
+                    row.get("description", ""),
                     row.get("owner", "unknown") or "unknown",
                 )
             )

@@ -108,6 +108,17 @@ def fingerprint_changes(tables: dict[str, CpuidTable]) -> list[Change]:
             for f in named:
                 covered |= f.mask
             if changed & ~covered:
-                out.append(Change(a, b, c.function, c.index, f"{c.function:#x}.{c.index}.{c.register}",
-                                  c.old & ~covered, c.new & ~covered, None, "bits the catalog does not name"))
+                out.append(
+                    Change(
+                        a,
+                        b,
+                        c.function,
+                        c.index,
+                        f"{c.function:#x}.{c.index}.{c.register}",
+                        c.old & ~covered,
+                        c.new & ~covered,
+                        None,
+                        "bits the catalog does not name",
+                    )
+                )
     return out

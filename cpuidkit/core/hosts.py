@@ -155,25 +155,25 @@ class HostProfile:
 
     # -- constructors ----------------------------------------------------------
     @classmethod
-    def from_table(cls, table: CpuidTable, name: str | None = None, **kw) -> "HostProfile":
+    def from_table(cls, table: CpuidTable, name: str | None = None, **kw) -> HostProfile:
         return cls(name=name or (table.source or "host"), cpuid=table, source=table.source or "", **kw)
 
     @classmethod
-    def from_file(cls, path: str | Path, *, cpu: int | None = None, **kw) -> "HostProfile":
+    def from_file(cls, path: str | Path, *, cpu: int | None = None, **kw) -> HostProfile:
         """Any importable dump, taken as that host's raw CPUID."""
 
         table = load(path, cpu=cpu)
         return cls.from_table(table, name=Path(path).stem, **kw)
 
     @classmethod
-    def builtin(cls, name: str) -> "HostProfile":
+    def builtin(cls, name: str) -> HostProfile:
         hosts = builtin_hosts()
         if name not in hosts:
             raise LookupFailed(f"no built-in host {name!r}; built-in hosts: {', '.join(sorted(hosts))}")
         return hosts[name]
 
     @classmethod
-    def resolve(cls, spec: "str | HostProfile | None") -> "HostProfile":
+    def resolve(cls, spec: str | HostProfile | None) -> HostProfile:
         """``None``/a built-in name/a file path → HostProfile.
 
         ``"live"`` (this machine, measured through /dev/kvm) is a backend's answer, not the core's:

@@ -64,7 +64,11 @@ class Behaviour:
             return f"before {_fmt(self.until)}"
         if last is not None and last == self.since:
             return f"{_fmt(self.since)} only"
-        return f"{_fmt(self.since)} to {_fmt(last)}" if last is not None else f"{_fmt(self.since)} to before {_fmt(self.until)}"
+        return (
+            f"{_fmt(self.since)} to {_fmt(last)}"
+            if last is not None
+            else f"{_fmt(self.since)} to before {_fmt(self.until)}"
+        )
 
     @property
     def source(self) -> str:
@@ -86,8 +90,17 @@ def _behaviours() -> dict[str, tuple[Behaviour, ...]]:
             until = parse_version(r["until"]) if r["until"] else None
         except InputError as e:
             raise InputError(e.detail, source=src, where=where) from None
-        b = Behaviour(r["id"], r["value"], since, until, r.get("function", ""), r.get("file", ""),
-                      r.get("verified", "unverified"), r.get("evidence", ""), r.get("summary", ""))
+        b = Behaviour(
+            r["id"],
+            r["value"],
+            since,
+            until,
+            r.get("function", ""),
+            r.get("file", ""),
+            r.get("verified", "unverified"),
+            r.get("evidence", ""),
+            r.get("summary", ""),
+        )
         out.setdefault(b.id, []).append(b)
     return {k: tuple(v) for k, v in out.items()}
 

@@ -10,8 +10,9 @@ table, so a failed operation can never leave a half-edited one behind.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Iterator, NamedTuple, Sequence
+from typing import NamedTuple
 
 from cpuidkit.core.bits import (
     FLAG_SIGNIFICANT_INDEX,
@@ -48,7 +49,7 @@ class CpuidEntry:
             check_u32(name, getattr(self, name))
 
     @classmethod
-    def trusted(cls, function: int, index: int, flags: int, eax: int, ebx: int, ecx: int, edx: int) -> "CpuidEntry":
+    def trusted(cls, function: int, index: int, flags: int, eax: int, ebx: int, ecx: int, edx: int) -> CpuidEntry:
         """An entry from values already known to be u32 (e.g. unpacked from a kernel buffer): no checks."""
         e = object.__new__(cls)
         for name, value in zip(_FIELDS, (function, index, flags, eax, ebx, ecx, edx)):
@@ -64,11 +65,11 @@ class CpuidEntry:
             raise InputError(f"unknown register {name!r}; expected one of {', '.join(REGISTERS)}")
         return getattr(self, name)
 
-    def with_reg(self, name: str, value: int) -> "CpuidEntry":
+    def with_reg(self, name: str, value: int) -> CpuidEntry:
         self.reg(name)
         return self.replace(**{name: value})
 
-    def replace(self, **changes: int) -> "CpuidEntry":
+    def replace(self, **changes: int) -> CpuidEntry:
         for name, value in changes.items():
             if name not in _FIELDS:
                 raise TypeError(f"CpuidEntry has no field {name!r}")
@@ -131,7 +132,7 @@ class CpuidTable(Sequence[CpuidEntry]):
         self._index: dict[int, list[int]] | None = None
 
     @classmethod
-    def _of(cls, entries: Iterable[CpuidEntry], source: str | None = None) -> "CpuidTable":
+    def _of(cls, entries: Iterable[CpuidEntry], source: str | None = None) -> CpuidTable:
         """A table from entries already known to be CpuidEntry objects (internal hot paths: no checks)."""
         t = object.__new__(cls)
         t._entries = tuple(entries)
@@ -225,35 +226,35 @@ class CpuidTable(Sequence[CpuidEntry]):
         return None if e is None else e.eax
 
     # -- edits (all return new tables) ---------------------------------------
-    def _derive(self, entries: Iterable[CpuidEntry]) -> "CpuidTable":
+    def _derive(self, entries: Iterable[CpuidEntry]) -> CpuidTable:
         return CpuidTable(entries, source=self.source)
 
-    def replace_at(self, position: int, entry: CpuidEntry) -> "CpuidTable":
+    def replace_at(self, position: int, entry: CpuidEntry) -> CpuidTable:
         ents = list(self._entries)
         ents[position] = entry
         return self._derive(ents)
 
-    def with_entry(self, entry: CpuidEntry) -> "CpuidTable":
+    def with_entry(self, entry: CpuidEntry) -> CpuidTable:
         """Replace the entry KVM would find for ``entry``'s (function, index), or append it."""
         pos = self.find_position(entry.function, entry.index)
         if pos is not None and self._entries[pos].index == entry.index:
             return self.replace_at(pos, entry)
         return self._derive(self._entries + (entry,))
 
-    def without(self, function: int, index: int | None = None) -> "CpuidTable":
+    def without(self, function: int, index: int | None = None) -> CpuidTable:
         """Drop every entry of ``function`` (or only those with ``index``)."""
         return self._derive(
             e for e in self._entries if not (e.function == function and (index is None or e.index == index))
         )
 
-    def appended(self, *entries: CpuidEntry) -> "CpuidTable":
+    def appended(self, *entries: CpuidEntry) -> CpuidTable:
         return self._derive(self._entries + tuple(entries))
 
-    def sorted(self) -> "CpuidTable":
+    def sorted(self) -> CpuidTable:
         return self._derive(sorted(self._entries, key=CpuidEntry.key))
 
     # -- fields -----------------------------------------------------------
-    def resolve(self, spec: "str | FieldRef") -> FieldRef:
+    def resolve(self, spec: str | FieldRef) -> FieldRef:
         """A field name from the catalog, or a position like ``"0x7.0.ebx[5]"``."""
         if isinstance(spec, FieldRef):
             return spec
@@ -262,7 +263,7 @@ class CpuidTable(Sequence[CpuidEntry]):
             return ref
         return catalog().resolve(spec).ref
 
-    def get_field(self, spec: "str | FieldRef") -> int | None:
+    def get_field(self, spec: str | FieldRef) -> int | None:
         """The value of a named field (or position); None when its leaf is absent."""
         ref = self.resolve(spec)
         e = self.get(ref.leaf, ref.subleaf)
@@ -270,7 +271,7 @@ class CpuidTable(Sequence[CpuidEntry]):
             return None
         return extract_bits(e.reg(ref.register), ref.hi, ref.lo)
 
-    def set_field(self, spec: "str | FieldRef", value: int) -> "CpuidTable":
+    def set_field(self, spec: str | FieldRef, value: int) -> CpuidTable:
         """A new table with the field set; the leaf is added (zeroed) if absent.
 
         An added entry of an indexed leaf gets the significant-index flag, as
@@ -287,7 +288,7 @@ class CpuidTable(Sequence[CpuidEntry]):
         new = insert_bits(entry.reg(ref.register), ref.hi, ref.lo, value)
         return self.replace_at(pos, entry.with_reg(ref.register, new))
 
-    def set_fields(self, values: dict) -> "CpuidTable":
+    def set_fields(self, values: dict) -> CpuidTable:
         t = self
         for k, v in values.items():
             t = t.set_field(k, v)

@@ -46,9 +46,25 @@ __all__ = [
 LEGACY_AND_HEADER = 512 + 64  # FXSAVE area + XSAVE header: the size with only x87/SSE
 
 XFEATURE_NAMES = {
-    0: "x87", 1: "sse", 2: "avx", 3: "mpx_bndregs", 4: "mpx_bndcsr", 5: "avx512_opmask",
-    6: "avx512_zmm_hi256", 7: "avx512_hi16_zmm", 8: "pt", 9: "pkru", 10: "pasid", 11: "cet_u",
-    12: "cet_s", 13: "hdc", 14: "uintr", 15: "lbr", 16: "hwp", 17: "amx_tilecfg", 18: "amx_tiledata",
+    0: "x87",
+    1: "sse",
+    2: "avx",
+    3: "mpx_bndregs",
+    4: "mpx_bndcsr",
+    5: "avx512_opmask",
+    6: "avx512_zmm_hi256",
+    7: "avx512_hi16_zmm",
+    8: "pt",
+    9: "pkru",
+    10: "pasid",
+    11: "cet_u",
+    12: "cet_s",
+    13: "hdc",
+    14: "uintr",
+    15: "lbr",
+    16: "hwp",
+    17: "amx_tilecfg",
+    18: "amx_tiledata",
     19: "apx",
 }
 
@@ -151,10 +167,19 @@ class ComponentInfo:
 
     def as_dict(self) -> dict:
         return {
-            "bit": self.bit, "name": self.name, "kind": self.kind, "size": self.size,
-            "size_status": self.size_status, "std_offset": self.std_offset, "align64": self.align64,
-            "xfd": self.xfd, "group": self.group or None, "requires": mask_names(self.requires),
-            "kvm": self.kvm, "source": self.source, "notes": self.notes,
+            "bit": self.bit,
+            "name": self.name,
+            "kind": self.kind,
+            "size": self.size,
+            "size_status": self.size_status,
+            "std_offset": self.std_offset,
+            "align64": self.align64,
+            "xfd": self.xfd,
+            "group": self.group or None,
+            "requires": mask_names(self.requires),
+            "kvm": self.kvm,
+            "source": self.source,
+            "notes": self.notes,
         }
 
 
@@ -183,18 +208,30 @@ def component_table() -> dict[int, ComponentInfo]:
         except ValueError as e:
             raise InputError(str(e), source="xsave-components.csv", where=where) from None
         if r["kind"] not in ("user", "supervisor"):
-            raise InputError(f"kind must be user or supervisor, got {r['kind']!r}", source="xsave-components.csv",
-                             where=where)
+            raise InputError(
+                f"kind must be user or supervisor, got {r['kind']!r}", source="xsave-components.csv", where=where
+            )
         requires = 0
         for name in filter(None, (t.strip() for t in r["requires"].split(";"))):
             if name not in by_name:
-                raise InputError(f"requires names unknown component {name!r}", source="xsave-components.csv",
-                                 where=where)
+                raise InputError(
+                    f"requires names unknown component {name!r}", source="xsave-components.csv", where=where
+                )
             requires |= 1 << by_name[name]
         out[bit] = ComponentInfo(
-            bit=bit, name=r["name"], kind=r["kind"], size=size, size_status=r["size_status"], std_offset=offset,
-            align64=_yes_no(r["align64"], where), xfd=bool(_yes_no(r["xfd"], where)), group=r["group"],
-            requires=requires, kvm=r["kvm"], source=r["source"], notes=r["notes"],
+            bit=bit,
+            name=r["name"],
+            kind=r["kind"],
+            size=size,
+            size_status=r["size_status"],
+            std_offset=offset,
+            align64=_yes_no(r["align64"], where),
+            xfd=bool(_yes_no(r["xfd"], where)),
+            group=r["group"],
+            requires=requires,
+            kvm=r["kvm"],
+            source=r["source"],
+            notes=r["notes"],
         )
     return out
 
@@ -243,8 +280,9 @@ def parse_bits(text: str) -> int:
             else:
                 lo = hi = int(tok, 0)
         except ValueError:
-            raise InputError(f"{tok!r} is neither a bit number, a range like 0-9, nor a component name "
-                             f"({', '.join(sorted(names))})") from None
+            raise InputError(
+                f"{tok!r} is neither a bit number, a range like 0-9, nor a component name ({', '.join(sorted(names))})"
+            ) from None
         if not 0 <= lo <= hi <= 63:
             raise InputError(f"bit range {tok!r} must lie within 0..63")
         for b in range(lo, hi + 1):
@@ -290,14 +328,20 @@ class AreaSizes:
     compacted_unaligned: int  # the same without the alignment flag (KVM < 5.17)
 
     def as_dict(self) -> dict:
-        return {"xcr0": self.xcr0, "xss": self.xss, "standard": self.standard, "compacted": self.compacted,
-                "compacted_unaligned": self.compacted_unaligned}
+        return {
+            "xcr0": self.xcr0,
+            "xss": self.xss,
+            "standard": self.standard,
+            "compacted": self.compacted,
+            "compacted_unaligned": self.compacted_unaligned,
+        }
 
 
 def area_sizes(components: dict[int, XsaveComponent], xcr0: int, xss: int = 0) -> AreaSizes:
     """Standard size for ``xcr0`` and compacted sizes for ``xcr0 | xss``, from a CPU's components."""
     return AreaSizes(
-        xcr0=xcr0, xss=xss,
+        xcr0=xcr0,
+        xss=xss,
         standard=standard_size(components, xcr0),
         compacted=compacted_size(components, xcr0 | xss, honour_alignment=True),
         compacted_unaligned=compacted_size(components, xcr0 | xss, honour_alignment=False),
@@ -310,8 +354,14 @@ def standard_layout(components: dict[int, XsaveComponent], mask: int) -> list[di
     out = [d for d in out if mask >> d["bit"] & 1]
     for bit in set_bits(mask & ~0b11):
         c = components.get(bit)
-        out.append({"bit": bit, "name": mask_names(1 << bit)[0], "offset": None if c is None else c.offset,
-                    "size": None if c is None else c.size})
+        out.append(
+            {
+                "bit": bit,
+                "name": mask_names(1 << bit)[0],
+                "offset": None if c is None else c.offset,
+                "size": None if c is None else c.size,
+            }
+        )
     return out
 
 

@@ -24,8 +24,16 @@ from cpuidkit.kvm.vcpu import SimulatedVcpu
 __all__ = ["VcpuSetup", "Outcome", "check", "load_state"]
 
 _STATE_KEYS = {
-    "cr4", "xcr0", "xss", "apic_base", "misc_enable", "quirks_disabled", "hlt_exits_disabled",
-    "has_run", "previous", "xfeature_permission",
+    "cr4",
+    "xcr0",
+    "xss",
+    "apic_base",
+    "misc_enable",
+    "quirks_disabled",
+    "hlt_exits_disabled",
+    "has_run",
+    "previous",
+    "xfeature_permission",
 }
 
 
@@ -45,13 +53,14 @@ class VcpuSetup:
     xfeature_permission: int = 0
 
     @classmethod
-    def from_dict(cls, doc: dict, source: str | None = None) -> "VcpuSetup":
+    def from_dict(cls, doc: dict, source: str | None = None) -> VcpuSetup:
         if not isinstance(doc, dict):
             raise InputError("the state must be a JSON object", source=source)
         unknown = sorted(set(doc) - _STATE_KEYS)
         if unknown:
-            raise InputError(f"unknown state key(s) {', '.join(unknown)}; known: {', '.join(sorted(_STATE_KEYS))}",
-                             source=source)
+            raise InputError(
+                f"unknown state key(s) {', '.join(unknown)}; known: {', '.join(sorted(_STATE_KEYS))}", source=source
+            )
         kw: dict = {}
         for key in ("cr4", "xcr0", "xss", "apic_base", "misc_enable", "xfeature_permission"):
             if doc.get(key) is not None:
@@ -64,7 +73,9 @@ class VcpuSetup:
         if "quirks_disabled" in doc:
             q = doc["quirks_disabled"]
             if not isinstance(q, list) or not all(isinstance(x, str) for x in q):
-                raise InputError("quirks_disabled must be a list of quirk names", source=source, where="quirks_disabled")
+                raise InputError(
+                    "quirks_disabled must be a list of quirk names", source=source, where="quirks_disabled"
+                )
             kw["quirks_disabled"] = q
         if doc.get("previous") is not None:
             where = f"{source or 'state'}:previous"
@@ -164,8 +175,13 @@ def build_vcpu(kernel="6.18", vendor="vmx", host=None, setup: VcpuSetup | None =
     return v
 
 
-def check(table: CpuidTable, kernel: str = "6.18", vendor: str = "vmx", host: "HostProfile | str | None" = None,
-          state: VcpuSetup | dict | None = None) -> Outcome:
+def check(
+    table: CpuidTable,
+    kernel: str = "6.18",
+    vendor: str = "vmx",
+    host: HostProfile | str | None = None,
+    state: VcpuSetup | dict | None = None,
+) -> Outcome:
     """What KVM does with ``table``: verdict, stored table, ownership, derived state.
 
     Without ``has_run`` the table is the first KVM_SET_CPUID2 of a fresh vCPU,
@@ -201,7 +217,8 @@ def check(table: CpuidTable, kernel: str = "6.18", vendor: str = "vmx", host: "H
     # 6.14+: KVM's checks see the guest's capabilities = CPUID ∩ what KVM supports (cpu_caps);
     # before, most checks read the guest CPUID as set.  Known only where KVM's support is measured.
     derived["capabilities"] = (
-        "guest CPUID ∩ KVM's capabilities (cpu_caps, 6.14+)" if v.kernel_profile.flag("cpu_caps_intersection")
+        "guest CPUID ∩ KVM's capabilities (cpu_caps, 6.14+)"
+        if v.kernel_profile.flag("cpu_caps_intersection")
         else "guest CPUID as set (guest_cpuid_has, before 6.14)"
     )
     derived["not_virtualized"] = [o.field.name for o in fields if o.owner == "not-virtualized"]

@@ -90,8 +90,18 @@ def as_dicts(items: list[Ownership]) -> list[dict]:
         hit = static.get(id(f))
         if hit is None or hit[0] is not f:
             hit = static[id(f)] = (f, f.name, f.leaf, f.register, f.bits)
-        append({"name": hit[1], "leaf": hit[2], "subleaf": d["subleaf"], "register": hit[3], "bits": hit[4],
-                "value": d["value"], "owner": d["owner"], "driver": d["driver"]})
+        append(
+            {
+                "name": hit[1],
+                "leaf": hit[2],
+                "subleaf": d["subleaf"],
+                "register": hit[3],
+                "bits": hit[4],
+                "value": d["value"],
+                "owner": d["owner"],
+                "driver": d["driver"],
+            }
+        )
     return out
 
 
@@ -110,7 +120,7 @@ def _make(f: Field, subleaf: int, value: int, owner: str, driver: str | None) ->
 _new = object.__new__
 
 
-def runtime_drivers(vcpu: "SimulatedVcpu", table: CpuidTable) -> dict[tuple, str]:
+def runtime_drivers(vcpu: SimulatedVcpu, table: CpuidTable) -> dict[tuple, str]:
     """Positions (leaf, subleaf, register, hi, lo) KVM rewrites at runtime for this vCPU → the state driving them."""
     k, host, state = vcpu.kernel_profile, vcpu.host, vcpu.state
     unconditional = k.flag("osxsave_ospke_unconditional")
@@ -130,11 +140,13 @@ def runtime_drivers(vcpu: "SimulatedVcpu", table: CpuidTable) -> dict[tuple, str
     if state.hlt_exits_disabled:
         base = kvm_pv_base(list(table))
         if base is not None:
-            out[(base | 1, 0, "eax", KVM_FEATURE_PV_UNHALT, KVM_FEATURE_PV_UNHALT)] = "HLT exits disabled (KVM_CAP_X86_DISABLE_EXITS)"
+            out[(base | 1, 0, "eax", KVM_FEATURE_PV_UNHALT, KVM_FEATURE_PV_UNHALT)] = (
+                "HLT exits disabled (KVM_CAP_X86_DISABLE_EXITS)"
+            )
     return out
 
 
-def _not_virtualized(vcpu: "SimulatedVcpu", f: Field, subleaf: int, value: int) -> bool:
+def _not_virtualized(vcpu: SimulatedVcpu, f: Field, subleaf: int, value: int) -> bool:
     sup = vcpu.host.supported
     if sup is None or not f.is_flag or not value or f.leaf not in FEATURE_LEAVES:
         return False
@@ -142,7 +154,7 @@ def _not_virtualized(vcpu: "SimulatedVcpu", f: Field, subleaf: int, value: int) 
     return e is None or not (e.reg(f.register) >> f.lo) & 1
 
 
-def ownership(vcpu: "SimulatedVcpu", table: CpuidTable | None = None) -> list[Ownership]:
+def ownership(vcpu: SimulatedVcpu, table: CpuidTable | None = None) -> list[Ownership]:
     """Ownership of every catalog field present in the vCPU's stored table."""
     table = vcpu.get_cpuid() if table is None else table
     drivers = runtime_drivers(vcpu, table)
@@ -205,8 +217,9 @@ REFERENCE = {"kernel": "6.18", "vendor": "vmx", "host": "sapphire-rapids"}
 CATALOG_OWNERS = ("runtime", "checked", "derived", "passthrough")
 
 
-def classify_field(f: Field, kernel: str = REFERENCE["kernel"], vendor: str = REFERENCE["vendor"],
-                   host: str = REFERENCE["host"]) -> str:
+def classify_field(
+    f: Field, kernel: str = REFERENCE["kernel"], vendor: str = REFERENCE["vendor"], host: str = REFERENCE["host"]
+) -> str:
     """The catalog class of a field, found by experiment on the model (not by reading the rules):
 
     ``runtime``  KVM overwrote the value userspace set, under some vCPU state;
@@ -258,7 +271,9 @@ def classify_field(f: Field, kernel: str = REFERENCE["kernel"], vendor: str = RE
                 if got != val:
                     return "runtime"
                 d = v.derived
-                derived_seen.add((d.maxphyaddr, d.guest_supported_xcr0, d.cr4_reserved_bits, d.efer_allowed, d.kvm_pv_base))
+                derived_seen.add(
+                    (d.maxphyaddr, d.guest_supported_xcr0, d.cr4_reserved_bits, d.efer_allowed, d.kvm_pv_base)
+                )
         derived |= len(derived_seen) > 1
     if checked:
         return "checked"

@@ -27,14 +27,36 @@ MISC_ENABLE_MWAIT = 1 << 18
 
 # CR4 bits (arch/x86/include/uapi/asm/processor-flags.h)
 CR4 = {
-    "VME": 0, "PVI": 1, "TSD": 2, "DE": 3, "PSE": 4, "PAE": 5, "MCE": 6, "PGE": 7, "PCE": 8,
-    "OSFXSR": 9, "OSXMMEXCPT": 10, "UMIP": 11, "LA57": 12, "VMXE": 13, "SMXE": 14, "FSGSBASE": 16,
-    "PCIDE": 17, "OSXSAVE": 18, "KL": 19, "SMEP": 20, "SMAP": 21, "PKE": 22, "CET": 23, "PKS": 24,
+    "VME": 0,
+    "PVI": 1,
+    "TSD": 2,
+    "DE": 3,
+    "PSE": 4,
+    "PAE": 5,
+    "MCE": 6,
+    "PGE": 7,
+    "PCE": 8,
+    "OSFXSR": 9,
+    "OSXMMEXCPT": 10,
+    "UMIP": 11,
+    "LA57": 12,
+    "VMXE": 13,
+    "SMXE": 14,
+    "FSGSBASE": 16,
+    "PCIDE": 17,
+    "OSXSAVE": 18,
+    "KL": 19,
+    "SMEP": 20,
+    "SMAP": 21,
+    "PKE": 22,
+    "CET": 23,
+    "PKS": 24,
     "LAM_SUP": 28,
 }
 # CR4_RESERVED_BITS (arch/x86/include/asm/kvm_host.h): everything KVM does not know at all
-_CR4_KNOWN = ("VME PVI TSD DE PSE PAE MCE PGE PCE OSFXSR PCIDE OSXSAVE SMEP FSGSBASE OSXMMEXCPT "
-              "LA57 VMXE SMAP PKE UMIP").split()
+_CR4_KNOWN = (
+    "VME PVI TSD DE PSE PAE MCE PGE PCE OSFXSR PCIDE OSXSAVE SMEP FSGSBASE OSXMMEXCPT LA57 VMXE SMAP PKE UMIP"
+).split()
 
 # EFER bits (arch/x86/include/asm/msr-index.h)
 EFER = {"SCE": 0, "LME": 8, "LMA": 10, "NX": 11, "SVME": 12, "LMSLE": 13, "FFXSR": 14, "TCE": 15, "AUTOIBRS": 21}
@@ -74,9 +96,16 @@ class VcpuState:
     quirks_disabled: set[str] = field(default_factory=set)
     hlt_exits_disabled: bool = False
 
-    def copy(self) -> "VcpuState":
-        return VcpuState(self.cr4, self.xcr0, self.xss, self.apic_base, self.misc_enable,
-                         set(self.quirks_disabled), self.hlt_exits_disabled)
+    def copy(self) -> VcpuState:
+        return VcpuState(
+            self.cr4,
+            self.xcr0,
+            self.xss,
+            self.apic_base,
+            self.misc_enable,
+            set(self.quirks_disabled),
+            self.hlt_exits_disabled,
+        )
 
 
 def _find(entries: list[CpuidEntry], function: int, index: int | None) -> int | None:
@@ -136,7 +165,11 @@ def apply_pv_unhalt(entries: list[CpuidEntry], state: VcpuState, base: int | Non
 
 
 def apply_runtime(
-    entries: list[CpuidEntry], state: VcpuState, kernel: KernelProfile, host: HostProfile, vendor: str,
+    entries: list[CpuidEntry],
+    state: VcpuState,
+    kernel: KernelProfile,
+    host: HostProfile,
+    vendor: str,
     current_pv_base: int | None = None,
 ) -> list[CpuidEntry]:
     """The runtime update on a list of entries (returns the same list, changed in place).
@@ -185,8 +218,9 @@ def apply_runtime(
     return entries
 
 
-def apply_sgx_xfrm_adjust(entries: list[CpuidEntry], host: HostProfile, vendor: str,
-                          kernel: KernelProfile | None = None) -> list[CpuidEntry]:
+def apply_sgx_xfrm_adjust(
+    entries: list[CpuidEntry], host: HostProfile, vendor: str, kernel: KernelProfile | None = None
+) -> list[CpuidEntry]:
     """5.13–6.3: 0x12.1 ECX/EDX := (ECX/EDX ∩ guest supported XCR0) | FP | SSE."""
     pos = _find(entries, 0x12, 1)
     if pos is None:
@@ -293,7 +327,9 @@ class Derived:
         }
 
 
-def derive(table: CpuidTable, host: HostProfile, kernel: KernelProfile, vendor: str, *, before_set: bool = False) -> Derived:
+def derive(
+    table: CpuidTable, host: HostProfile, kernel: KernelProfile, vendor: str, *, before_set: bool = False
+) -> Derived:
     """``kvm_vcpu_after_set_cpuid`` on ``table``; ``before_set``: a fresh vCPU that has had no KVM_SET_CPUID2."""
     mpa = query_maxphyaddr(table)
     if before_set and kernel.value("cr4_before_set_cpuid") == "host_mask_only":

@@ -61,7 +61,9 @@ def _empty_derived(host: HostProfile, kernel: KernelProfile, vendor: str) -> Der
 class SimulatedVcpu:
     """The model behind the ``Vcpu`` interface (see ``cpuidkit.kvm.interface``)."""
 
-    def __init__(self, kernel: str | KernelProfile = "6.18", vendor: str = "vmx", host: "HostProfile | str | None" = None):
+    def __init__(
+        self, kernel: str | KernelProfile = "6.18", vendor: str = "vmx", host: HostProfile | str | None = None
+    ):
         if vendor not in VENDORS:
             raise InputError(f"vendor must be one of {', '.join(VENDORS)}, got {vendor!r}", where="vendor")
         self.kernel_profile = kernel if isinstance(kernel, KernelProfile) else kernel_profile(kernel)
@@ -82,7 +84,7 @@ class SimulatedVcpu:
         return f"SimulatedVcpu(kernel={self.kernel!r}, vendor={self.vendor!r}, host={self.host.name!r})"
 
     # context manager, like LiveVcpu
-    def __enter__(self) -> "SimulatedVcpu":
+    def __enter__(self) -> SimulatedVcpu:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -93,14 +95,17 @@ class SimulatedVcpu:
 
     # -- helpers -------------------------------------------------------------
     def _err(self, errno_name: str, rule: str, explanation: str, operation: str) -> KvmError:
-        return KvmError(errno_name, explanation, rule=rule, source=self.kernel_profile.source(rule), operation=operation)
+        return KvmError(
+            errno_name, explanation, rule=rule, source=self.kernel_profile.source(rule), operation=operation
+        )
 
     def _vcpu(self) -> None:
         self._vcpu_created = True
 
     def _runtime(self, entries: list[CpuidEntry]) -> list[CpuidEntry]:
-        entries = apply_runtime(entries, self.state, self.kernel_profile, self.host, self.vendor,
-                                current_pv_base=self.derived.kvm_pv_base)
+        entries = apply_runtime(
+            entries, self.state, self.kernel_profile, self.host, self.vendor, current_pv_base=self.derived.kvm_pv_base
+        )
         return vendor_runtime(self.vendor, entries, self)
 
     def _trigger(self) -> None:
@@ -124,8 +129,9 @@ class SimulatedVcpu:
         self._vcpu()
         limit = k.number("max_cpuid_entries")
         if len(table) > limit:
-            raise self._err("E2BIG", "max_cpuid_entries",
-                            f"{len(table)} entries is more than KVM_MAX_CPUID_ENTRIES ({limit})", op)
+            raise self._err(
+                "E2BIG", "max_cpuid_entries", f"{len(table)} entries is more than KVM_MAX_CPUID_ENTRIES ({limit})", op
+            )
         # The runtime rules rewrite the incoming entries first (before 5.17 they ran right
         # after installing them: the stored result is the same).
         incoming = self._runtime(list(table))
@@ -135,8 +141,9 @@ class SimulatedVcpu:
         if self.has_run:
             policy = k.value("post_run_set_cpuid")
             if policy == "reject":
-                raise self._err("EINVAL", "post_run_set_cpuid",
-                                "KVM_SET_CPUID2 after KVM_RUN is always refused in this kernel", op)
+                raise self._err(
+                    "EINVAL", "post_run_set_cpuid", "KVM_SET_CPUID2 after KVM_RUN is always refused in this kernel", op
+                )
             if policy == "identical":
                 stale = self._dirty and not k.flag("set_cpuid_refreshes_current")
                 if self._dirty and not stale:
@@ -148,8 +155,12 @@ class SimulatedVcpu:
                         # the dirty flag; the stale table is swapped back and stays stale (failed_set_keeps_old)
                         self._dirty = False
                         why += " (the stored table still held stale runtime bits: a pending update was not applied)"
-                    raise self._err("EINVAL", "post_run_set_cpuid",
-                                    f"the vCPU has run, and the new table is not identical to the stored one: {why}", op)
+                    raise self._err(
+                        "EINVAL",
+                        "post_run_set_cpuid",
+                        f"the vCPU has run, and the new table is not identical to the stored one: {why}",
+                        op,
+                    )
                 return  # identical: nothing changes, nothing is re-derived
 
         failure = self._check(incoming)
@@ -183,18 +194,26 @@ class SimulatedVcpu:
             width = (entries[pos].eax >> 8) & 0xFF
             allowed = {int(v) for v in k.value("vaddr_width_values").split(";")}
             if width not in allowed:
-                return self._err("EINVAL", "vaddr_width_values",
-                                 f"0x80000008 EAX[15:8] (linear-address width) is {width}; KVM accepts only "
-                                 f"{', '.join(map(str, sorted(allowed)))}", op)
+                return self._err(
+                    "EINVAL",
+                    "vaddr_width_values",
+                    f"0x80000008 EAX[15:8] (linear-address width) is {width}; KVM accepts only "
+                    f"{', '.join(map(str, sorted(allowed)))}",
+                    op,
+                )
         if k.flag("amx_dynamic_eperm"):
             pos = _find(entries, 0xD, 0)
             if pos is not None:
                 e = entries[pos]
                 dynamic = (e.eax | e.edx << 32) & XFEATURE_MASK_XTILE_DATA
                 if dynamic & ~self.xfeature_perm:
-                    return self._err("EPERM", "amx_dynamic_eperm",
-                                     "0xD.0 EAX enables AMX TILEDATA (bit 18), a dynamic XSAVE feature, and this "
-                                     "process has no guest permission for it (arch_prctl(ARCH_REQ_XCOMP_GUEST_PERM, 18))", op)
+                    return self._err(
+                        "EPERM",
+                        "amx_dynamic_eperm",
+                        "0xD.0 EAX enables AMX TILEDATA (bit 18), a dynamic XSAVE feature, and this "
+                        "process has no guest permission for it (arch_prctl(ARCH_REQ_XCOMP_GUEST_PERM, 18))",
+                        op,
+                    )
         return None
 
     def _install(self, entries: list[CpuidEntry]) -> None:
@@ -216,8 +235,12 @@ class SimulatedVcpu:
         """KVM_GET_CPUID2: the stored table with runtime fields applied; E2BIG if ``nent`` is too small."""
         self._vcpu()
         if nent is not None and nent < len(self._stored):
-            raise self._err("E2BIG", "get_cpuid2_e2big",
-                            f"the buffer has room for {nent} entries but {len(self._stored)} are stored", "KVM_GET_CPUID2")
+            raise self._err(
+                "E2BIG",
+                "get_cpuid2_e2big",
+                f"the buffer has room for {nent} entries but {len(self._stored)} are stored",
+                "KVM_GET_CPUID2",
+            )
         if self._dirty:
             self._refresh()
         return CpuidTable._of(self._stored, source="KVM_GET_CPUID2 (model)")
@@ -233,12 +256,17 @@ class SimulatedVcpu:
         if ok is None:
             bad = value & self.derived.cr4_reserved_bits
             if bad:
-                raise self._err("EINVAL", "cr4_reserved_from_cpuid",
-                                f"CR4 bits {bad:#x} are reserved for this vCPU (unknown to KVM, or their CPUID "
-                                "feature is absent from KVM's caps or from guest CPUID)", op)
+                raise self._err(
+                    "EINVAL",
+                    "cr4_reserved_from_cpuid",
+                    f"CR4 bits {bad:#x} are reserved for this vCPU (unknown to KVM, or their CPUID "
+                    "feature is absent from KVM's caps or from guest CPUID)",
+                    op,
+                )
         elif not ok:
-            raise self._err("EINVAL", "cr4_reserved_from_cpuid",
-                            f"CR4 {value:#x} is outside the vendor module's fixed CR4 mask", op)
+            raise self._err(
+                "EINVAL", "cr4_reserved_from_cpuid", f"CR4 {value:#x} is outside the vendor module's fixed CR4 mask", op
+            )
         old = self.state.cr4
         self.state.cr4 = value
         if (old ^ value) & (CR4_OSXSAVE | CR4_PKE):
@@ -265,8 +293,10 @@ class SimulatedVcpu:
             return "XCR0 enables AVX (bit 2) without SSE (bit 1)"
         valid = self.derived.guest_supported_xcr0 | XCR0_FP
         if value & ~valid:
-            return (f"XCR0 bits {value & ~valid:#x} are outside guest_supported_xcr0 ({self.derived.guest_supported_xcr0:#x}: "
-                    "0xD.0 EDX:EAX ∩ what KVM supports on this host)")
+            return (
+                f"XCR0 bits {value & ~valid:#x} are outside guest_supported_xcr0 ({self.derived.guest_supported_xcr0:#x}: "
+                "0xD.0 EDX:EAX ∩ what KVM supports on this host)"
+            )
         if bool(value & (1 << 3)) != bool(value & (1 << 4)):
             return "XCR0 must enable MPX BNDREGS and BNDCSR (bits 3, 4) together"
         if value & XCR0_AVX512:
@@ -290,14 +320,22 @@ class SimulatedVcpu:
             has_x2apic = bool(self._stored.get(1) and self._stored.get(1).ecx >> 21 & 1)
             reserved = reserved_gpa_bits(self.derived.maxphyaddr) | 0x2FF | (0 if has_x2apic else 1 << 10)
             reserved &= (1 << 64) - 1
-            if value & reserved and not (value == self.state.apic_base and self.kernel_profile.flag("apic_base_unchanged_noop")):
-                raise self._err("EINVAL", "apic_base_reserved",
-                                f"APIC_BASE bits {value & reserved:#x} are reserved (GPA bits ≥ MAXPHYADDR "
-                                f"{self.derived.maxphyaddr}, bits 0-7 and 9{'' if has_x2apic else ', and EXTD without X2APIC'})", op)
+            if value & reserved and not (
+                value == self.state.apic_base and self.kernel_profile.flag("apic_base_unchanged_noop")
+            ):
+                raise self._err(
+                    "EINVAL",
+                    "apic_base_reserved",
+                    f"APIC_BASE bits {value & reserved:#x} are reserved (GPA bits ≥ MAXPHYADDR "
+                    f"{self.derived.maxphyaddr}, bits 0-7 and 9{'' if has_x2apic else ', and EXTD without X2APIC'})",
+                    op,
+                )
             if value == self.state.apic_base and self.kernel_profile.flag("apic_base_unchanged_noop"):
                 return  # kvm_apic_set_base() returns early when the value does not change
             if value & (1 << 10) and not value & APICBASE_ENABLE:
-                raise self._err("EINVAL", "apic_base_reserved", "APIC_BASE EXTD (x2APIC) set without EN: invalid mode", op)
+                raise self._err(
+                    "EINVAL", "apic_base_reserved", "APIC_BASE EXTD (x2APIC) set without EN: invalid mode", op
+                )
             old = self.state.apic_base
             self.state.apic_base = value
             if (old ^ value) & APICBASE_ENABLE:
@@ -307,8 +345,12 @@ class SimulatedVcpu:
             if "MISC_ENABLE_NO_MWAIT" in self.state.quirks_disabled and (old ^ value) & MISC_ENABLE_MWAIT:
                 e = self._stored.get_any(1)
                 if vendor_mwait_checked(self.vendor, self) and not (e and e.ecx & 1):
-                    raise self._err("EINVAL", "misc_enable_mwait_runtime",
-                                    "toggling MISC_ENABLE.MWAIT with the quirk disabled needs SSE3 in guest CPUID", op)
+                    raise self._err(
+                        "EINVAL",
+                        "misc_enable_mwait_runtime",
+                        "toggling MISC_ENABLE.MWAIT with the quirk disabled needs SSE3 in guest CPUID",
+                        op,
+                    )
                 self.state.misc_enable = value
                 self._trigger()
             else:
@@ -316,8 +358,12 @@ class SimulatedVcpu:
         elif index == MSR_IA32_XSS:
             measured = vendor_xss_accepted(self.vendor, self)
             if measured is not None and value not in measured:
-                raise self._err("EINVAL", "supported_xss",
-                                f"IA32_XSS {value:#x} is refused by the {self.vendor} module on this host (measured)", op)
+                raise self._err(
+                    "EINVAL",
+                    "supported_xss",
+                    f"IA32_XSS {value:#x} is refused by the {self.vendor} module on this host (measured)",
+                    op,
+                )
             why = None if measured is not None else self._xss_violation(value)
             if why:
                 raise self._err("EINVAL", "xss_write_rule", why, op)
@@ -327,8 +373,10 @@ class SimulatedVcpu:
             if when == "always" or (when == "on_change" and old != value):
                 self._trigger()
         else:
-            raise InputError(f"the model knows MSRs {MSR_IA32_APICBASE:#x}, {MSR_IA32_MISC_ENABLE:#x} and "
-                             f"{MSR_IA32_XSS:#x}; got {index:#x}")
+            raise InputError(
+                f"the model knows MSRs {MSR_IA32_APICBASE:#x}, {MSR_IA32_MISC_ENABLE:#x} and "
+                f"{MSR_IA32_XSS:#x}; got {index:#x}"
+            )
 
     def _kvm_supported_xss(self) -> int:
         """kvm_caps.supported_xss: KVM's set (0 before 6.18, CET_U|CET_S from 6.18) ∩ the host's XSS."""
@@ -372,8 +420,12 @@ class SimulatedVcpu:
     def disable_hlt_exits(self) -> None:
         """KVM_CAP_X86_DISABLE_EXITS(HLT): refused once a vCPU exists, where the kernel refuses it."""
         if self._vcpu_created and self.kernel_profile.flag("disable_exits_after_vcpu_rejected"):
-            raise self._err("EINVAL", "disable_exits_after_vcpu_rejected",
-                            "KVM_CAP_X86_DISABLE_EXITS must be enabled before any vCPU is created", "KVM_ENABLE_CAP")
+            raise self._err(
+                "EINVAL",
+                "disable_exits_after_vcpu_rejected",
+                "KVM_CAP_X86_DISABLE_EXITS must be enabled before any vCPU is created",
+                "KVM_ENABLE_CAP",
+            )
         self.state.hlt_exits_disabled = True
 
     def grant_xfeature_permission(self, mask: int) -> None:
@@ -382,9 +434,13 @@ class SimulatedVcpu:
             if not mask >> bit & 1:
                 continue
             if not self.host.xcr0_mask >> bit & 1:
-                raise KvmError("EOPNOTSUPP", f"the host does not support XSAVE feature {bit}, so no permission "
-                               "can be granted", rule="amx_dynamic_eperm", operation="arch_prctl(ARCH_REQ_XCOMP_GUEST_PERM)",
-                               source="arch/x86/kernel/fpu/xstate.c xstate_request_perm()")
+                raise KvmError(
+                    "EOPNOTSUPP",
+                    f"the host does not support XSAVE feature {bit}, so no permission can be granted",
+                    rule="amx_dynamic_eperm",
+                    operation="arch_prctl(ARCH_REQ_XCOMP_GUEST_PERM)",
+                    source="arch/x86/kernel/fpu/xstate.c xstate_request_perm()",
+                )
             self.xfeature_perm |= 1 << bit
 
     def run(self) -> None:

@@ -84,8 +84,15 @@ def pvm_rewrite(table: CpuidTable, rewrite: dict) -> CpuidTable:
         regs = masks.get((fn, e.index)) if first else None
         if regs:
             vals = {r: (e.reg(r) | f1) & ~f0 & 0xFFFFFFFF for r, (f1, f0) in regs.items()}
-            e = CpuidEntry.trusted(fn, e.index, e.flags, vals.get("eax", e.eax), vals.get("ebx", e.ebx),
-                                   vals.get("ecx", e.ecx), vals.get("edx", e.edx))
+            e = CpuidEntry.trusted(
+                fn,
+                e.index,
+                e.flags,
+                vals.get("eax", e.eax),
+                vals.get("ebx", e.ebx),
+                vals.get("ecx", e.ecx),
+                vals.get("edx", e.edx),
+            )
         append(e)
     appended = rewrite.get("appended", [])
     # measured: the 0xD entries are appended only while the table as set, plus them, fits
@@ -95,7 +102,7 @@ def pvm_rewrite(table: CpuidTable, rewrite: dict) -> CpuidTable:
     return CpuidTable._of(out)
 
 
-def vendor_after_set(vendor: str, stored: CpuidTable, vcpu: "SimulatedVcpu") -> CpuidTable | None:
+def vendor_after_set(vendor: str, stored: CpuidTable, vcpu: SimulatedVcpu) -> CpuidTable | None:
     """The vendor hook after a successful KVM_SET_CPUID2; returns the table to store (or None: unchanged)."""
     if vendor != "pvm":
         return None
@@ -105,7 +112,7 @@ def vendor_after_set(vendor: str, stored: CpuidTable, vcpu: "SimulatedVcpu") -> 
     return pvm_rewrite(stored, rewrite)
 
 
-def vendor_cr4_valid(vendor: str, value: int, vcpu: "SimulatedVcpu") -> bool | None:
+def vendor_cr4_valid(vendor: str, value: int, vcpu: SimulatedVcpu) -> bool | None:
     """pvm checks CR4 against a fixed mask (measured); None means "use KVM's CPUID-derived rule"."""
     if vendor != "pvm":
         return None
@@ -131,7 +138,7 @@ def vendor_mask(vendor: str, host_rewrite: dict | None, function: int, index: in
     return 0
 
 
-def vendor_runtime(vendor: str, entries: list[CpuidEntry], vcpu: "SimulatedVcpu") -> list[CpuidEntry]:
+def vendor_runtime(vendor: str, entries: list[CpuidEntry], vcpu: SimulatedVcpu) -> list[CpuidEntry]:
     """Vendor effects on KVM's runtime update: pvm keeps MWAIT at 0 with the quirk off (measured)."""
     if vendor != "pvm":
         return entries
@@ -144,14 +151,14 @@ def vendor_runtime(vendor: str, entries: list[CpuidEntry], vcpu: "SimulatedVcpu"
     return entries
 
 
-def vendor_mwait_checked(vendor: str, vcpu: "SimulatedVcpu") -> bool:
+def vendor_mwait_checked(vendor: str, vcpu: SimulatedVcpu) -> bool:
     """Whether a MISC_ENABLE.MWAIT toggle (quirk off) needs SSE3 (upstream: yes; pvm: measured)."""
     if vendor != "pvm":
         return True
     return bool((vcpu.host.vendor_rewrite or {}).get("mwait_toggle_needs_sse3", True))
 
 
-def vendor_xss_accepted(vendor: str, vcpu: "SimulatedVcpu") -> list[int] | None:
+def vendor_xss_accepted(vendor: str, vcpu: SimulatedVcpu) -> list[int] | None:
     """The IA32_XSS values the vendor module accepted when measured (None: use KVM's rule)."""
     if vendor != "pvm":
         return None

@@ -30,8 +30,14 @@ _EXPLANATIONS: dict[tuple[str | None, str], str] = {
         "arch_prctl(ARCH_REQ_XCOMP_GUEST_PERM); call grant_xfeature_permission(1 << 18) before creating "
         "any vCPU in this process, or clear 0xD.0 EAX bit 18"
     ),
-    ("KVM_SET_CPUID2", "ENOMEM"): "the kernel could not allocate memory for the CPUID table; free memory or close other VMs and retry",
-    ("KVM_SET_CPUID2", "EFAULT"): "the entries buffer could not be read (a cpuidkit bug: the header's nent is larger than the buffer)",
+    (
+        "KVM_SET_CPUID2",
+        "ENOMEM",
+    ): "the kernel could not allocate memory for the CPUID table; free memory or close other VMs and retry",
+    (
+        "KVM_SET_CPUID2",
+        "EFAULT",
+    ): "the entries buffer could not be read (a cpuidkit bug: the header's nent is larger than the buffer)",
     # KVM_GET_CPUID2 / KVM_GET_SUPPORTED_CPUID
     ("KVM_GET_CPUID2", "E2BIG"): (
         "the vCPU holds more entries than the buffer passed has room for; pass a buffer of 256 entries "
@@ -41,7 +47,10 @@ _EXPLANATIONS: dict[tuple[str | None, str], str] = {
         "KVM supports more CPUID entries than the buffer passed has room for; pass a larger buffer "
         "(cpuidkit passes 256, KVM_MAX_CPUID_ENTRIES)"
     ),
-    ("KVM_GET_SUPPORTED_CPUID", "ENOMEM"): "the kernel could not allocate memory to build the supported table; free memory and retry",
+    (
+        "KVM_GET_SUPPORTED_CPUID",
+        "ENOMEM",
+    ): "the kernel could not allocate memory to build the supported table; free memory and retry",
     # KVM_SET_SREGS -- kvm_is_valid_sregs / kvm_is_valid_cr4
     ("KVM_SET_SREGS", "EINVAL"): (
         "KVM rejected the special registers: CR4 has a bit this vCPU may not set (reserved, LA57, PCIDE "
@@ -82,14 +91,29 @@ _EXPLANATIONS: dict[tuple[str | None, str], str] = {
         "the device does not exist: KVM is not built in or its module is not loaded; load kvm_intel or "
         "kvm_amd (modprobe) and enable virtualization in the firmware, or use SimulatedVcpu"
     ),
-    ("open", "EACCES"): "this user may not open the device read-write: add the user to its group (usually 'kvm') or run as root",
+    (
+        "open",
+        "EACCES",
+    ): "this user may not open the device read-write: add the user to its group (usually 'kvm') or run as root",
     ("open", "EPERM"): "the device may not be opened by this process (a sandbox or seccomp policy forbids it)",
-    ("open", "ENXIO"): "the KVM device has no driver behind it: the vendor module (kvm_intel, kvm_amd, kvm_pvm) is not loaded",
-    ("open", "ENODEV"): "the KVM device has no driver behind it: the vendor module (kvm_intel, kvm_amd, kvm_pvm) is not loaded",
-    ("KVM_CREATE_VM", "ENOMEM"): "the kernel could not allocate a new VM; close other VMs (or LiveVcpu objects) or free memory",
+    (
+        "open",
+        "ENXIO",
+    ): "the KVM device has no driver behind it: the vendor module (kvm_intel, kvm_amd, kvm_pvm) is not loaded",
+    (
+        "open",
+        "ENODEV",
+    ): "the KVM device has no driver behind it: the vendor module (kvm_intel, kvm_amd, kvm_pvm) is not loaded",
+    (
+        "KVM_CREATE_VM",
+        "ENOMEM",
+    ): "the kernel could not allocate a new VM; close other VMs (or LiveVcpu objects) or free memory",
     ("KVM_CREATE_VM", "EINVAL"): "the VM type is not supported by this kernel",
     ("KVM_CREATE_VCPU", "EEXIST"): "a vCPU with this id already exists in the VM",
-    ("KVM_CREATE_VCPU", "ENOMEM"): "the kernel could not allocate a new vCPU; close other VMs (or LiveVcpu objects) or free memory",
+    (
+        "KVM_CREATE_VCPU",
+        "ENOMEM",
+    ): "the kernel could not allocate a new vCPU; close other VMs (or LiveVcpu objects) or free memory",
     ("mmap(guest memory)", "ENOMEM"): (
         "the process may not map more memory: its address-space limit (ulimit -v) is reached or the host "
         "is out of memory; raise the limit or free memory"

@@ -71,8 +71,9 @@ def _load():
             return _func
         machine = os.uname().machine
         if machine != "x86_64":
-            raise KvmError("ENOEXEC", f"the CPUID instruction needs an x86-64 host, this is {machine}",
-                           operation="host_cpuid")
+            raise KvmError(
+                "ENOEXEC", f"the CPUID instruction needs an x86-64 host, this is {machine}", operation="host_cpuid"
+            )
         libc = _libc()
         size = max(4096, os.sysconf("SC_PAGE_SIZE"))
         addr = libc.mmap(None, size, _PROT_READ | _PROT_WRITE, _MAP_PRIVATE | _MAP_ANONYMOUS, -1, 0)
@@ -98,6 +99,7 @@ def host_cpuid(leaf: int, subleaf: int = 0) -> tuple[int, int, int, int]:
 
 
 # -- walking the whole table ----------------------------------------------------
+
 
 def _entry(leaf: int, sub: int, indexed: bool) -> CpuidEntry:
     a, b, c, d = host_cpuid(leaf, sub)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import ctypes
 import errno as _errno
 import os
-from functools import lru_cache
+from functools import cache
 
 from cpuidkit.errors import KvmUnavailable
 from cpuidkit.live import _abi
@@ -19,7 +19,7 @@ MAP_SHARED, MAP_PRIVATE, MAP_ANONYMOUS = 0x01, 0x02, 0x20
 MAP_FAILED = ctypes.c_void_p(-1).value
 
 
-@lru_cache(maxsize=None)
+@cache
 def libc() -> ctypes.CDLL:
     lib = ctypes.CDLL(None, use_errno=True)
     lib.ioctl.restype = ctypes.c_int
@@ -115,6 +115,7 @@ def open_device(device: str) -> int:
 
 # -- host facts -------------------------------------------------------------------
 
+
 def kernel_version() -> str:
     """The running kernel's ``X.Y`` (from ``os.uname().release``)."""
     release = os.uname().release
@@ -162,13 +163,16 @@ def detect_vendor(sys_module: str = "/sys/module") -> tuple[str | None, str | No
         return _VENDOR_MODULES[present[0]], present[0], f"{present[0]} is the only KVM vendor module"
     # Several: drop hardware modules whose CPU feature is absent, then prefer one in use.
     flags = _cpu_flags()
-    usable = [m for m in present if not (m == "kvm_intel" and "vmx" not in flags) and not (m == "kvm_amd" and "svm" not in flags)]
+    usable = [
+        m
+        for m in present
+        if not (m == "kvm_intel" and "vmx" not in flags) and not (m == "kvm_amd" and "svm" not in flags)
+    ]
     in_use = [m for m in usable if _module_in_use(m, sys_module)]
     choice_list = in_use or usable or present
     # kvm_pvm is the one that works without hardware virtualization (nested in a VM)
     chosen = choice_list[0] if len(choice_list) == 1 else ("kvm_pvm" if "kvm_pvm" in choice_list else choice_list[0])
-    note = (
-        f"several vendor modules present ({', '.join(present)}); using {chosen}"
-        + (" (the others lack their CPU feature or are not in use)" if len(choice_list) == 1 else " (guessed)")
+    note = f"several vendor modules present ({', '.join(present)}); using {chosen}" + (
+        " (the others lack their CPU feature or are not in use)" if len(choice_list) == 1 else " (guessed)"
     )
     return _VENDOR_MODULES[chosen], chosen, note

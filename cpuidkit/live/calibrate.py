@@ -56,7 +56,13 @@ def calibrate_pvm(supported: CpuidTable) -> dict:
     for fn, idx in targets:
         for reg in ("eax", "ebx", "ecx", "edx"):
             zeros = _with_reg(zeros, fn, idx, reg, 0)
-            ones = _with_reg(ones, fn, idx, reg, 0xFFFFFFFF & ~RUNTIME_BITS.get((fn, idx, reg), 0) if (fn, idx, reg) == (0xD, 0, "eax") else 0xFFFFFFFF)
+            ones = _with_reg(
+                ones,
+                fn,
+                idx,
+                reg,
+                0xFFFFFFFF & ~RUNTIME_BITS.get((fn, idx, reg), 0) if (fn, idx, reg) == (0xD, 0, "eax") else 0xFFFFFFFF,
+            )
     # one register at a time would isolate cross-register effects, but pvm replaces whole
     # leaves from host values, so the all-at-once probe gives the same masks far faster
     r0, r1 = _set_get(zeros), _set_get(ones)

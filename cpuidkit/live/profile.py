@@ -43,7 +43,7 @@ def host_profile(refresh: bool = False) -> HostProfile:
     return _measure()
 
 
-def resolve_host(spec: "str | HostProfile | None") -> HostProfile:
+def resolve_host(spec: str | HostProfile | None) -> HostProfile:
     """A host spec as users write it: ``"live"`` (this machine, measured once per process), a built-in
     name, a dump file or a :class:`~cpuidkit.core.hosts.HostProfile`."""
     if spec == "live":

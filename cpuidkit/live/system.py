@@ -1,6 +1,5 @@
 """What this host's KVM offers, asked through /dev/kvm (each helper opens what it needs and closes it)."""
 
-
 from __future__ import annotations
 
 import ctypes
@@ -103,7 +102,9 @@ def xfeature_permissions(device: str | None = "/dev/kvm") -> dict[str, int | Non
             with _system_fd(device) as fd:
                 value = ctypes.c_uint64(0)
                 attr = _abi.kvm_device_attr(
-                    flags=0, group=_abi.KVM_X86_GRP_SYSTEM, attr=_abi.KVM_X86_XCOMP_GUEST_SUPP,
+                    flags=0,
+                    group=_abi.KVM_X86_GRP_SYSTEM,
+                    attr=_abi.KVM_X86_XCOMP_GUEST_SUPP,
                     addr=ctypes.addressof(value),
                 )
                 ioctl(fd, _abi.KVM_GET_DEVICE_ATTR, attr)

@@ -66,6 +66,39 @@ def _read_cpuid2(fd: int, request: int, capacity: int, source: str) -> CpuidTabl
     return _table_from(buf, buf.nent, source)
 
 
+def _read_vcpu_cpuid2(fd: int, source: str = "KVM_GET_CPUID2") -> CpuidTable:
+    """KVM_GET_CPUID2 returning exactly the entries the vCPU holds, on every kernel.
+
+    Older kernels (Debian's 6.1 among them) set ``nent`` only on their E2BIG
+    path, and the ioctl copies the header back only on success, so a
+    successful call leaves ``nent`` as passed (256) and does not say how many
+    entries it copied; newer kernels (6.12) write the count on success.  When
+    ``nent`` comes back unchanged the count is found by bisection as the
+    smallest ``nent`` the kernel accepts (it answers E2BIG exactly when
+    ``nent`` is below the count): at most 9 more ioctls of a few microseconds.
+    The first call already copied the entries; E2BIG probes copy nothing and
+    accepted ones copy the same entries again.
+    """
+    capacity = _abi.KVM_MAX_CPUID_ENTRIES
+    buf = _abi.cpuid2_buffer(capacity)()
+    buf.nent = capacity
+    ioctl(fd, _abi.KVM_GET_CPUID2, buf)
+    if buf.nent != capacity:  # the kernel reported the count
+        return _table_from(buf, buf.nent, source)
+    lo, hi = 0, capacity  # the smallest accepted nent lies in [lo, hi]; capacity was accepted
+    while lo < hi:
+        mid = (lo + hi) // 2
+        buf.nent = mid
+        err = ioctl_errno(fd, _abi.KVM_GET_CPUID2, buf)
+        if err == 0:
+            hi = mid
+        elif err == _errno.E2BIG:
+            lo = mid + 1
+        else:
+            raise kvm_error(err, "KVM_GET_CPUID2", f"asking with room for {mid} entries")
+    return _table_from(buf, lo, source)
+
+
 class LiveVcpu:
     """A VM and one vCPU on ``device`` (``/dev/kvm``), driven by real ioctls.
 
@@ -105,7 +138,7 @@ class LiveVcpu:
             raise
 
     # -- lifetime -------------------------------------------------------------
-    def __enter__(self) -> "LiveVcpu":
+    def __enter__(self) -> LiveVcpu:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -217,13 +250,18 @@ class LiveVcpu:
                     "arch_prctl(ARCH_REQ_XCOMP_GUEST_PERM): call grant_xfeature_permission(1 << 18) before any "
                     "vCPU exists in this process, or clear the bit"
                 )
-        return kvm_error(err, "KVM_SET_CPUID2", f"{len(table)} entries", explain=explain,
-                         source="arch/x86/kvm/cpuid.c kvm_vcpu_ioctl_set_cpuid2")
+        return kvm_error(
+            err,
+            "KVM_SET_CPUID2",
+            f"{len(table)} entries",
+            explain=explain,
+            source="arch/x86/kvm/cpuid.c kvm_vcpu_ioctl_set_cpuid2",
+        )
 
     def get_cpuid(self) -> CpuidTable:
-        """KVM_GET_CPUID2 (room for 256 entries): the table the vCPU really holds."""
+        """KVM_GET_CPUID2: the table the vCPU really holds (exactly its entries, see _read_vcpu_cpuid2)."""
         fd = self._vcpu("KVM_GET_CPUID2")
-        return _read_cpuid2(fd, _abi.KVM_GET_CPUID2, _abi.KVM_MAX_CPUID_ENTRIES, "KVM_GET_CPUID2")
+        return _read_vcpu_cpuid2(fd)
 
     def supported_cpuid(self) -> CpuidTable:
         """KVM_GET_SUPPORTED_CPUID on the system fd."""
@@ -330,7 +368,9 @@ class LiveVcpu:
         if key not in QUIRKS:
             raise InputError(f"unknown quirk {name!r}; known: {', '.join(QUIRKS)}", where="quirk")
         self._enable_cap(
-            _abi.KVM_CAP_DISABLE_QUIRKS2, "KVM_CAP_DISABLE_QUIRKS2", QUIRKS[key],
+            _abi.KVM_CAP_DISABLE_QUIRKS2,
+            "KVM_CAP_DISABLE_QUIRKS2",
+            QUIRKS[key],
             f"KVM_CAP_DISABLE_QUIRKS2 {key} ({QUIRKS[key]:#x})",
         )
 
@@ -341,7 +381,9 @@ class LiveVcpu:
         kernel's own error is raised.
         """
         self._enable_cap(
-            _abi.KVM_CAP_X86_DISABLE_EXITS, "KVM_CAP_X86_DISABLE_EXITS", _abi.KVM_X86_DISABLE_EXITS_HLT,
+            _abi.KVM_CAP_X86_DISABLE_EXITS,
+            "KVM_CAP_X86_DISABLE_EXITS",
+            _abi.KVM_X86_DISABLE_EXITS_HLT,
             "KVM_CAP_X86_DISABLE_EXITS HLT" + (" after the vCPU was created" if self.has_vcpu else ""),
         )
         self._hlt_exits_disabled = True
@@ -411,9 +453,15 @@ class LiveVcpu:
         fd = self._vcpu_fd
         timed_out = self._run_bounded(fd, run, limit)
         if timed_out:
-            why = "the guest program given does not halt" if code != bytes([HLT]) else (
-                "HLT exits were disabled (disable_hlt_exits()), so HLT no longer leaves the guest and it sleeps "
-                "inside KVM until an interrupt" if self._hlt_exits_disabled else "KVM did not report the HLT"
+            why = (
+                "the guest program given does not halt"
+                if code != bytes([HLT])
+                else (
+                    "HLT exits were disabled (disable_hlt_exits()), so HLT no longer leaves the guest and it sleeps "
+                    "inside KVM until an interrupt"
+                    if self._hlt_exits_disabled
+                    else "KVM did not report the HLT"
+                )
             )
             raise KvmError(
                 "ETIMEDOUT",
@@ -502,4 +550,3 @@ class LiveVcpu:
         elif reason == _abi.KVM_EXIT_SHUTDOWN:
             text += ": the guest triple-faulted"
         return text
-

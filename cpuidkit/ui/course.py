@@ -28,9 +28,21 @@ from cpuidkit.kvm.xcr import accept_set
 from cpuidkit.live import resolve_host
 
 __all__ = [
-    "frame", "life_story", "rejection_scenarios", "post_run_across_kernels", "sgx_xfrm_across_kernels",
-    "shared_dumps_dir", "firecracker_fingerprints", "fingerprint_changes_frame", "predicted_matrix",
-    "example_template", "Review", "review", "pool_phys_bits", "migration_matrix", "kernels_in_order",
+    "frame",
+    "life_story",
+    "rejection_scenarios",
+    "post_run_across_kernels",
+    "sgx_xfrm_across_kernels",
+    "shared_dumps_dir",
+    "firecracker_fingerprints",
+    "fingerprint_changes_frame",
+    "predicted_matrix",
+    "example_template",
+    "Review",
+    "review",
+    "pool_phys_bits",
+    "migration_matrix",
+    "kernels_in_order",
 ]
 
 RUNTIME_NAMES = ("osxsave", "ospke", "apic", "monitor", "xsave_size_enabled", "xsaves_size_enabled")
@@ -83,8 +95,13 @@ def default_life(table: CpuidTable, host: HostProfile, vendor: str) -> list[tupl
     ]
 
 
-def life_story(host: "HostProfile | str | None" = "sapphire-rapids", kernel: str = "6.18", vendor: str = "vmx",
-               table: CpuidTable | None = None, events=None) -> list[dict]:
+def life_story(
+    host: HostProfile | str | None = "sapphire-rapids",
+    kernel: str = "6.18",
+    vendor: str = "vmx",
+    table: CpuidTable | None = None,
+    events=None,
+) -> list[dict]:
     """Run a vCPU through ``events`` (default: :func:`default_life`) and record, after each,
     what KVM_GET_CPUID2 shows for the runtime fields, and any error."""
     h = resolve_host(host)
@@ -103,8 +120,10 @@ def life_story(host: "HostProfile | str | None" = "sapphire-rapids", kernel: str
 
 def story_rows(story: list[dict]) -> list[dict]:
     """A life story flattened for a table."""
-    return [{"event": s["event"], **{k: "—" if v is None else v for k, v in s["fields"].items()},
-             "error": s["error"] or ""} for s in story]
+    return [
+        {"event": s["event"], **{k: "—" if v is None else v for k, v in s["fields"].items()}, "error": s["error"] or ""}
+        for s in story
+    ]
 
 
 # -- 03: what KVM rejects ------------------------------------------------------------------------
@@ -114,8 +133,9 @@ def _filler(n: int) -> list[CpuidEntry]:
     return [CpuidEntry(0x40000100 + i) for i in range(max(n, 0))]
 
 
-def rejection_scenarios(host: "HostProfile | str | None" = "sapphire-rapids", kernel: str = "6.18",
-                        vendor: str = "vmx") -> list[dict]:
+def rejection_scenarios(
+    host: HostProfile | str | None = "sapphire-rapids", kernel: str = "6.18", vendor: str = "vmx"
+) -> list[dict]:
     """The short list of what KVM_SET_CPUID2 refuses, and a few things people expect it to refuse.
 
     Each row: the scenario, what KVM does (model), errno, rule, kernel source.
@@ -129,14 +149,21 @@ def rejection_scenarios(host: "HostProfile | str | None" = "sapphire-rapids", ke
         ("linear width 50", base.set_field("virt_addr_bits", 50), False),
         ("linear width 57 (no LA57 check)", base.set_field("virt_addr_bits", 57).set_field("la57", 0), False),
         ("AMX TILEDATA without permission", amx, False),
-        ("re-SET a changed table after KVM_RUN", base.set_field("0x6.0.eax[0]", 1 - (base.get_field("0x6.0.eax[0]") or 0)), True),
+        (
+            "re-SET a changed table after KVM_RUN",
+            base.set_field("0x6.0.eax[0]", 1 - (base.get_field("0x6.0.eax[0]") or 0)),
+            True,
+        ),
         ("re-SET the same table after KVM_RUN", base, True),
         ("MAXPHYADDR 255", base.set_field("phys_addr_bits", 255), False),
         ("a feature the host lacks (avx512_fp16 on, amx off)", base.set_field("avx512_fp16", 1), False),
         ("duplicate leaf 6", base.appended(base.get(6).replace(eax=0)), False),
         ("garbage flags on leaf 0", base.replace_at(0, base[0].replace(flags=0xFFFFFFFF)), False),
-        ("vendor string 'AuthenticAMD' on Intel", base.with_entry(base.get(0).replace(ebx=0x68747541, edx=0x69746E65,
-                                                                                     ecx=0x444D4163)), False),
+        (
+            "vendor string 'AuthenticAMD' on Intel",
+            base.with_entry(base.get(0).replace(ebx=0x68747541, edx=0x69746E65, ecx=0x444D4163)),
+            False,
+        ),
         ("empty table", CpuidTable(), False),
     ]
     rows = []
@@ -150,18 +177,23 @@ def rejection_scenarios(host: "HostProfile | str | None" = "sapphire-rapids", ke
             v.set_cpuid(table)
         except KvmError as e:
             err = e
-        rows.append({
-            "scenario": name, "entries": len(table), "verdict": "rejected" if err else "accepted",
-            "errno": err.errno_name if err else "", "rule": (err.rule or "") if err else "",
-            "source": (err.source or "") if err else "",
-        })
+        rows.append(
+            {
+                "scenario": name,
+                "entries": len(table),
+                "verdict": "rejected" if err else "accepted",
+                "errno": err.errno_name if err else "",
+                "rule": (err.rule or "") if err else "",
+                "source": (err.source or "") if err else "",
+            }
+        )
     return rows
 
 
 # -- 08: kernel versions -----------------------------------------------------------------------------
 
 
-def post_run_across_kernels(host: "HostProfile | str | None" = "sapphire-rapids", vendor: str = "vmx") -> list[dict]:
+def post_run_across_kernels(host: HostProfile | str | None = "sapphire-rapids", vendor: str = "vmx") -> list[dict]:
     """For each named kernel: KVM_SET_CPUID2 after KVM_RUN with the same table, with a changed one."""
     h = resolve_host(host)
     base = h.supported_cpuid()
@@ -184,8 +216,12 @@ def post_run_across_kernels(host: "HostProfile | str | None" = "sapphire-rapids"
     return rows
 
 
-def sgx_xfrm_across_kernels(host: "HostProfile | str | None" = "sapphire-rapids", xfrm: int = 0x602FF,
-                            kernels=("5.15", "6.1", "6.4", "6.6", "6.18"), vendor: str = "vmx") -> list[dict]:
+def sgx_xfrm_across_kernels(
+    host: HostProfile | str | None = "sapphire-rapids",
+    xfrm: int = 0x602FF,
+    kernels=("5.15", "6.1", "6.4", "6.6", "6.18"),
+    vendor: str = "vmx",
+) -> list[dict]:
     """Set 0x12.1 ECX (allowed enclave XFRM) wider than the guest's XCR0 support and read it back.
 
     5.13–6.3 trim it to guest_supported_xcr0 | FP | SSE; from 6.4 KVM stores it as given
@@ -200,10 +236,16 @@ def sgx_xfrm_across_kernels(host: "HostProfile | str | None" = "sapphire-rapids"
         v.set_cpuid(guest)
         e = v.get_cpuid().get(0x12, 1)
         kp = v.kernel_profile
-        rows.append({"kernel": k, "set 0x12.1 ECX": f"{xfrm & 0xFFFFFFFF:#x}", "stored 0x12.1 ECX": f"{e.ecx:#x}",
-                     "guest_supported_xcr0": f"{v.derived.guest_supported_xcr0:#x}",
-                     "KVM adjusts": kp.value("sgx_xfrm_adjust"),
-                     "ECREATE checks XFRM": kp.flag("sgx_ecreate_xfrm_check")})
+        rows.append(
+            {
+                "kernel": k,
+                "set 0x12.1 ECX": f"{xfrm & 0xFFFFFFFF:#x}",
+                "stored 0x12.1 ECX": f"{e.ecx:#x}",
+                "guest_supported_xcr0": f"{v.derived.guest_supported_xcr0:#x}",
+                "KVM adjusts": kp.value("sgx_xfrm_adjust"),
+                "ECREATE checks XFRM": kp.flag("sgx_ecreate_xfrm_check"),
+            }
+        )
     return rows
 
 
@@ -245,13 +287,24 @@ def fingerprint_changes_frame(tables: dict[str, CpuidTable]):
     """Every field that changed between consecutive host kernels, and whether the kernel profiles predict it."""
 
     verdict = {None: "not predicted", True: "predicted", False: "CONTRADICTS"}
-    return frame([{"kernels": f"{c.old_kernel} → {c.new_kernel}", "field": c.field,
-                   "old": "-" if c.old is None else hex(c.old), "new": "-" if c.new is None else hex(c.new),
-                   "profiles": verdict[c.predicted], "note": c.note} for c in fingerprint_changes(tables)])
+    return frame(
+        [
+            {
+                "kernels": f"{c.old_kernel} → {c.new_kernel}",
+                "field": c.field,
+                "old": "-" if c.old is None else hex(c.old),
+                "new": "-" if c.new is None else hex(c.new),
+                "profiles": verdict[c.predicted],
+                "note": c.note,
+            }
+            for c in fingerprint_changes(tables)
+        ]
+    )
 
 
-def predicted_matrix(fields=("amx_tile", "xcr0_supported_lo", "guest_phys_addr_bits", "shstk", "0xd.18"),
-                     kernels=FINGERPRINT_KERNELS):
+def predicted_matrix(
+    fields=("amx_tile", "xcr0_supported_lo", "guest_phys_addr_bits", "shstk", "0xd.18"), kernels=FINGERPRINT_KERNELS
+):
     """Whether the kernel profiles say KVM_GET_SUPPORTED_CPUID reports each field, per kernel."""
 
     rows = []
@@ -287,8 +340,11 @@ def migration_matrix(guest_bits, hosts, kernel: str = "6.18") -> list[dict]:
             guest = h.supported_cpuid().set_field("phys_addr_bits", g)
             rep = migrate(guest, h, kernel=kernel)
             mp = [f for f in rep.findings if f.rule == "maxphyaddr"]
-            worst = "blocker" if any(f.severity == "blocker" for f in mp) else (
-                "warning" if any(f.severity == "warning" for f in mp) else "ok")
+            worst = (
+                "blocker"
+                if any(f.severity == "blocker" for f in mp)
+                else ("warning" if any(f.severity == "warning" for f in mp) else "ok")
+            )
             row[f"{name} ({h.maxphyaddr})"] = worst
         rows.append(row)
     return rows
@@ -297,7 +353,7 @@ def migration_matrix(guest_bits, hosts, kernel: str = "6.18") -> list[dict]:
 # -- 09: a design review -----------------------------------------------------------------------------
 
 
-def example_template(host: "HostProfile | str | None" = "sapphire-rapids") -> tuple[CpuidTable, list[str]]:
+def example_template(host: HostProfile | str | None = "sapphire-rapids") -> tuple[CpuidTable, list[str]]:
     """A VMM's CPU template built the usual way, and the list of its edits.
 
     Start from KVM_GET_SUPPORTED_CPUID, hide TSX, say "hypervisor", add the KVM
@@ -342,16 +398,24 @@ class Review:
         return self._repr_markdown_()
 
 
-def review(table: CpuidTable, host: "HostProfile | str | None" = "sapphire-rapids", kernel: str = "6.18",
-           vendor: str = "vmx", pool=(), intended=None) -> Review:
+def review(
+    table: CpuidTable,
+    host: HostProfile | str | None = "sapphire-rapids",
+    kernel: str = "6.18",
+    vendor: str = "vmx",
+    pool=(),
+    intended=None,
+) -> Review:
     """Review a template end to end: KVM's verdict, what KVM will overwrite, the lint,
     XCR0, the post-run rule, and migration to each host of ``pool``."""
 
     h = resolve_host(host)
     out = check(table, kernel=kernel, vendor=vendor, host=h)  # linted below, with intended findings
     r = Review(f"{table.source or 'template'} on {h.name}, kernel {kernel}, {vendor}")
-    verdict = [f"KVM_SET_CPUID2: **{out.verdict}**" + (f" ({out.errno}, rule {out.error.rule}): {out.error.explanation}"
-                                                         if out.error else "")]
+    verdict = [
+        f"KVM_SET_CPUID2: **{out.verdict}**"
+        + (f" ({out.errno}, rule {out.error.rule}): {out.error.explanation}" if out.error else "")
+    ]
     r.sections.append(("Verdict", verdict))
     over = []
     for o in out.fields:
@@ -359,18 +423,26 @@ def review(table: CpuidTable, host: "HostProfile | str | None" = "sapphire-rapid
             continue
         given = table.get_field(f"{o.field.leaf:#x}.{o.subleaf}.{o.field.register}[{o.field.bits}]")
         if given != o.value:
-            over.append(f"`{o.field.name}`: the template says {given:#x}, KVM stores {o.value:#x} ({o.owner}: {o.driver})")
+            over.append(
+                f"`{o.field.name}`: the template says {given:#x}, KVM stores {o.value:#x} ({o.owner}: {o.driver})"
+            )
     r.sections.append(("Values the template sets that KVM or the vendor module overwrite", over))
     findings = lint_table(table, host=h, intended=intended)
-    r.sections.append(("Lint (sane is not legal)", [f"{f.severity}: `{f.rule}`: {f.detail or f.explanation}"
-                                                   for f in findings if f.severity != "info"]))
+    r.sections.append(
+        (
+            "Lint (sane is not legal)",
+            [f"{f.severity}: `{f.rule}`: {f.detail or f.explanation}" for f in findings if f.severity != "info"],
+        )
+    )
     xcr0 = []
     if out.accepted:
         v = SimulatedVcpu(kernel=kernel, vendor=vendor, host=h)
         v.set_cpuid(table)
         values = accept_set(v)
-        xcr0.append(f"guest_supported_xcr0 = {v.derived.guest_supported_xcr0:#x}; {len(values)} XCR0 values "
-                    f"are accepted, the widest {max(values):#x}")
+        xcr0.append(
+            f"guest_supported_xcr0 = {v.derived.guest_supported_xcr0:#x}; {len(values)} XCR0 values "
+            f"are accepted, the widest {max(values):#x}"
+        )
         v.run()
         try:
             v.set_cpuid(v.get_cpuid())
@@ -382,7 +454,9 @@ def review(table: CpuidTable, host: "HostProfile | str | None" = "sapphire-rapid
     for dest in pool:
         rep = migrate(table, dest, source=h, kernel=kernel)
         blockers = "; ".join(f.rule for f in rep.blockers)
-        mig.append(f"to {resolve_host(dest).name}: **{rep.verdict}**" + (f" (blockers: {blockers})" if blockers else ""))
+        mig.append(
+            f"to {resolve_host(dest).name}: **{rep.verdict}**" + (f" (blockers: {blockers})" if blockers else "")
+        )
         r.data.setdefault("migration", {})[resolve_host(dest).name] = rep
     r.sections.append(("Migration", mig))
     r.data.update(outcome=out, findings=findings)
@@ -404,7 +478,6 @@ def fleet_panel(kernel: str = "6.18"):
     import ipywidgets as W
     from IPython.display import display
 
-
     bar = W.IntProgress(value=0, min=0, max=1, description="fleet", layout=W.Layout(width="60%"))
     status = W.HTML()
     out = W.Output()
@@ -416,8 +489,10 @@ def fleet_panel(kernel: str = "6.18"):
     hosts, what = fleet_hosts()
     f = fleet(hosts, kernel=kernel, progress=progress)
     s = f.summary()
-    status.value = (f"{what}: {s['hosts']} hosts, {s['pairs']} ordered pairs: <b>{s['ok']}</b> move cleanly, "
-                    f"<b>{s['ok_with_warnings']}</b> with warnings, <b>{s['blocked']}</b> blocked (kernel {kernel})")
+    status.value = (
+        f"{what}: {s['hosts']} hosts, {s['pairs']} ordered pairs: <b>{s['ok']}</b> move cleanly, "
+        f"<b>{s['ok_with_warnings']}</b> with warnings, <b>{s['blocked']}</b> blocked (kernel {kernel})"
+    )
     fig = plot_matrix(f)
     with out:
         display(fig)

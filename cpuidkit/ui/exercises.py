@@ -23,9 +23,21 @@ from cpuidkit.live import LiveVcpu, kvm_available, resolve_host
 from cpuidkit.ui.course import example_template
 
 __all__ = [
-    "Feedback", "check_first_toggle", "check_field_position", "check_owners", "check_rejections",
-    "check_xsave_size", "check_xcr0", "check_pool_maxphyaddr", "check_sane_but_legal", "check_kernel_history",
-    "check_review", "check_live_width", "OWNER_QUESTION", "REJECTION_QUESTION", "POOL",
+    "Feedback",
+    "check_first_toggle",
+    "check_field_position",
+    "check_owners",
+    "check_rejections",
+    "check_xsave_size",
+    "check_xcr0",
+    "check_pool_maxphyaddr",
+    "check_sane_but_legal",
+    "check_kernel_history",
+    "check_review",
+    "check_live_width",
+    "OWNER_QUESTION",
+    "REJECTION_QUESTION",
+    "POOL",
 ]
 
 HOST = "sapphire-rapids"
@@ -83,10 +95,16 @@ def check_first_toggle(answer) -> Feedback:
     want = _norm_errno(out.errno)
     got = _norm_errno(answer)
     if got == want:
-        return Feedback(True, "KVM stores the table: a missing (or extra) feature bit is never an error. "
-                              "Whether the guest can live with it is the VMM's business.")
-    return Feedback(False, f"{got} is not what KVM says. kvm_check_cpuid() looks only at the entry count, the "
-                           "linear-address width and AMX permission; clearing a feature bit touches none of them.")
+        return Feedback(
+            True,
+            "KVM stores the table: a missing (or extra) feature bit is never an error. "
+            "Whether the guest can live with it is the VMM's business.",
+        )
+    return Feedback(
+        False,
+        f"{got} is not what KVM says. kvm_check_cpuid() looks only at the entry count, the "
+        "linear-address width and AMX permission; clearing a feature bit touches none of them.",
+    )
 
 
 # -- 01 ----------------------------------------------------------------------------------------------
@@ -104,10 +122,15 @@ def check_field_position(answer, name: str = "avx2") -> Feedback:
     f = catalog().resolve(name)
     problems = []
     if leaf != f.leaf:
-        problems.append(f"leaf {leaf:#x} is not it (the structured extended feature flags live in leaf 7)"
-                        if isinstance(leaf, int) else "the leaf must be a number")
+        problems.append(
+            f"leaf {leaf:#x} is not it (the structured extended feature flags live in leaf 7)"
+            if isinstance(leaf, int)
+            else "the leaf must be a number"
+        )
     if sub not in f.subleaves:
-        problems.append(f"subleaf {sub} is wrong: leaf {f.leaf:#x} has several subleaves, the main flags are in {f.sub_lo}")
+        problems.append(
+            f"subleaf {sub} is wrong: leaf {f.leaf:#x} has several subleaves, the main flags are in {f.sub_lo}"
+        )
     if str(reg).lower() != f.register:
         problems.append(f"register {reg!r} is wrong: try the catalog, catalog().resolve({name!r})")
     if bit != f.lo:
@@ -139,19 +162,29 @@ def check_owners(answer: dict | None) -> Feedback:
         want = owners.get(name, "passthrough")
         got = str(answer.get(name, "")).strip().lower()
         if got != want:
-            why = {"runtime": "KVM rewrites it from vCPU state in kvm_update_cpuid_runtime()",
-                   "passthrough": "KVM stores it as given and the guest sees it unchanged"}.get(want, want)
+            why = {
+                "runtime": "KVM rewrites it from vCPU state in kvm_update_cpuid_runtime()",
+                "passthrough": "KVM stores it as given and the guest sees it unchanged",
+            }.get(want, want)
             wrong.append(f"{name} is {want}, not {got or 'missing'} ({why})")
     if not wrong:
-        return Feedback(True, "Only a handful of fields are KVM's (OSXSAVE, OSPKE, APIC, the XSAVE sizes, MWAIT with "
-                              "the quirk off, PV_UNHALT with HLT exits off); everything else is the VMM's.")
+        return Feedback(
+            True,
+            "Only a handful of fields are KVM's (OSXSAVE, OSPKE, APIC, the XSAVE sizes, MWAIT with "
+            "the quirk off, PV_UNHALT with HLT exits off); everything else is the VMM's.",
+        )
     return Feedback(False, "; ".join(wrong) + ".")
 
 
 # -- 03 ----------------------------------------------------------------------------------------------
 
-REJECTION_QUESTION = ("linear width 52", "MAXPHYADDR 60", "300 entries", "TILEDATA without permission",
-                      "duplicate leaf 7")
+REJECTION_QUESTION = (
+    "linear width 52",
+    "MAXPHYADDR 60",
+    "300 entries",
+    "TILEDATA without permission",
+    "duplicate leaf 7",
+)
 
 
 def _rejection_tables():
@@ -184,8 +217,11 @@ def check_rejections(answer: dict | None) -> Feedback:
         if got != want:
             wrong.append(f"{name}: KVM says {want}, not {got} ({why})")
     if not wrong:
-        return Feedback(True, "The whole list is: more than 256 entries (E2BIG), a linear width other than 0/48/57 "
-                              "(EINVAL), TILEDATA without permission (EPERM), a changed table after KVM_RUN (EINVAL).")
+        return Feedback(
+            True,
+            "The whole list is: more than 256 entries (E2BIG), a linear width other than 0/48/57 "
+            "(EINVAL), TILEDATA without permission (EPERM), a changed table after KVM_RUN (EINVAL).",
+        )
     return Feedback(False, "; ".join(wrong) + ".")
 
 
@@ -205,17 +241,25 @@ def check_xsave_size(answer) -> Feedback:
     except (TypeError, ValueError):
         return Feedback(False, "Answer with a number of bytes.")
     if got == want:
-        return Feedback(True, f"{want} = the AVX component's offset + size from the host's 0xD.2 "
-                              "(xstate_required_size() over XCR0, with the host's offsets).")
+        return Feedback(
+            True,
+            f"{want} = the AVX component's offset + size from the host's 0xD.2 "
+            "(xstate_required_size() over XCR0, with the host's offsets).",
+        )
     if got == 576:
-        return Feedback(False, "576 is the size for XCR0 = 1 or 3 (legacy area + header only): the XSETBV to 0x7 "
-                               "changed it.")
+        return Feedback(
+            False, "576 is the size for XCR0 = 1 or 3 (legacy area + header only): the XSETBV to 0x7 changed it."
+        )
     full = standard_size(h.xsave_components, h.xcr0_mask)
     if got == full:
-        return Feedback(False, f"{full} is the size for every component the host supports (0xD.0 ECX), "
-                               "not for the XCR0 now set.")
-    return Feedback(False, "Not that. 0xD.0 EBX is 576 raised to the largest offset+size over the enabled "
-                           "components ≥ 2, using the host's 0xD subleaves.")
+        return Feedback(
+            False, f"{full} is the size for every component the host supports (0xD.0 ECX), not for the XCR0 now set."
+        )
+    return Feedback(
+        False,
+        "Not that. 0xD.0 EBX is 576 raised to the largest offset+size over the enabled "
+        "components ≥ 2, using the host's 0xD subleaves.",
+    )
 
 
 # -- 05 ----------------------------------------------------------------------------------------------
@@ -238,8 +282,11 @@ def check_xcr0(answer) -> Feedback:
         return Feedback(False, f"__kvm_set_xcr() refuses {value:#x}: {why}.")
     if value & 0xE0 != 0xE0:
         return Feedback(False, f"{value:#x} is accepted, but it does not enable the AVX-512 state (bits 5, 6, 7).")
-    return Feedback(True, f"{value:#x} is accepted: x87 on, SSE under YMM, the three AVX-512 components together, "
-                          "everything inside guest_supported_xcr0.")
+    return Feedback(
+        True,
+        f"{value:#x} is accepted: x87 on, SSE under YMM, the three AVX-512 components together, "
+        "everything inside guest_supported_xcr0.",
+    )
 
 
 # -- 06 ----------------------------------------------------------------------------------------------
@@ -259,13 +306,21 @@ def check_pool_maxphyaddr(answer) -> Feedback:
     except (TypeError, ValueError):
         return Feedback(False, "Give a number of bits.")
     if got == want:
-        return Feedback(True, f"{want}: the narrowest host. Wider hosts then run a narrower guest, which is "
-                              "harmless (faithful only with allow_smaller_maxphyaddr, but nothing breaks).")
+        return Feedback(
+            True,
+            f"{want}: the narrowest host. Wider hosts then run a narrower guest, which is "
+            "harmless (faithful only with allow_smaller_maxphyaddr, but nothing breaks).",
+        )
     if got > want:
         narrow = [h for h, w in widths.items() if w < got]
-        return Feedback(False, f"On {', '.join(narrow)} the guest would be wider than the host: KVM accepts the CPUID, "
-                               "but memslots above the host width are refused and PTEs there fault with RSVD.")
-    return Feedback(False, f"{got} works everywhere, but it throws away address space: every host has at least {want} bits.")
+        return Feedback(
+            False,
+            f"On {', '.join(narrow)} the guest would be wider than the host: KVM accepts the CPUID, "
+            "but memslots above the host width are refused and PTEs there fault with RSVD.",
+        )
+    return Feedback(
+        False, f"{got} works everywhere, but it throws away address space: every host has at least {want} bits."
+    )
 
 
 # -- 07 ----------------------------------------------------------------------------------------------
@@ -281,13 +336,22 @@ def check_sane_but_legal(table) -> Feedback:
     h = _host()
     out = check(table, kernel=KERNEL, host=h)
     if not out.accepted:
-        return Feedback(False, f"KVM rejects it ({out.errno}, rule {out.error.rule}): that cell is 'rejected'. "
-                               "Find something illegal that kvm_check_cpuid() does not look at.")
+        return Feedback(
+            False,
+            f"KVM rejects it ({out.errno}, rule {out.error.rule}): that cell is 'rejected'. "
+            "Find something illegal that kvm_check_cpuid() does not look at.",
+        )
     illegal = [f for f in lint_table(table, host=h) if f.severity == "illegal"]
     if not illegal:
-        return Feedback(False, "KVM accepts it, but the lint finds nothing illegal. Try an XCR0 rule in 0xD.0, "
-                               "a supervisor component in 0xD.0 EAX, or an impossible MAXPHYADDR.")
-    return Feedback(True, f"Accepted by KVM and illegal for the architecture: {illegal[0].rule} ({illegal[0].detail or illegal[0].explanation}).")
+        return Feedback(
+            False,
+            "KVM accepts it, but the lint finds nothing illegal. Try an XCR0 rule in 0xD.0, "
+            "a supervisor component in 0xD.0 EAX, or an impossible MAXPHYADDR.",
+        )
+    return Feedback(
+        True,
+        f"Accepted by KVM and illegal for the architecture: {illegal[0].rule} ({illegal[0].detail or illegal[0].explanation}).",
+    )
 
 
 # -- 08 ----------------------------------------------------------------------------------------------
@@ -304,14 +368,22 @@ def check_kernel_history(answer: dict | None) -> Feedback:
     """08: three versions, as "X.Y": ``post_run_identical`` (an identical re-SET after KVM_RUN is accepted
     again), ``sgx_stored_verbatim`` (KVM stops rewriting 0x12.1), ``lazy_runtime`` (runtime updates deferred)."""
     if answer is None:
-        return _todo('Replace None with {"post_run_identical": "X.Y", "sgx_stored_verbatim": "X.Y", "lazy_runtime": "X.Y"}.')
+        return _todo(
+            'Replace None with {"post_run_identical": "X.Y", "sgx_stored_verbatim": "X.Y", "lazy_runtime": "X.Y"}.'
+        )
     want = {
-        "post_run_identical": (_first_since("post_run_set_cpuid", "identical"),
-                               "5.16 refused every post-run SET; c6617c61e8fe allowed identical tables"),
-        "sgx_stored_verbatim": (_first_since("sgx_xfrm_adjust", "none"),
-                                "275a87244ec8 'Don't adjust guest's CPUID.0x12.1' landed in 6.4-rc3"),
-        "lazy_runtime": (_first_since("runtime_update_mode", "lazy"),
-                         "93da6af3ae56 deferred runtime updates to the next CPUID emulation"),
+        "post_run_identical": (
+            _first_since("post_run_set_cpuid", "identical"),
+            "5.16 refused every post-run SET; c6617c61e8fe allowed identical tables",
+        ),
+        "sgx_stored_verbatim": (
+            _first_since("sgx_xfrm_adjust", "none"),
+            "275a87244ec8 'Don't adjust guest's CPUID.0x12.1' landed in 6.4-rc3",
+        ),
+        "lazy_runtime": (
+            _first_since("runtime_update_mode", "lazy"),
+            "93da6af3ae56 deferred runtime updates to the next CPUID emulation",
+        ),
     }
     wrong = []
     for key, (version, why) in want.items():
@@ -343,8 +415,11 @@ def check_review(answer) -> Feedback:
                 want.add(o.field.name)
     got = {str(x).strip() for x in answer}
     if got == want:
-        return Feedback(True, "These values in the template are dead: KVM recomputes them from CR4, XCR0 and "
-                              "IA32_XSS. A review should ask the VMM to stop setting them (the lint's runtime_owned_value).")
+        return Feedback(
+            True,
+            "These values in the template are dead: KVM recomputes them from CR4, XCR0 and "
+            "IA32_XSS. A review should ask the VMM to stop setting them (the lint's runtime_owned_value).",
+        )
     missing, extra = sorted(want - got), sorted(got - want)
     parts = []
     if missing:

@@ -13,9 +13,9 @@ a Lab directly and compare it with ``check()``.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable
 
 from cpuidkit.core.bits import FieldRef, extract_bits
 from cpuidkit.core.catalog import Field, catalog
@@ -54,9 +54,16 @@ class RuntimeState:
 
     def setup(self) -> VcpuSetup:
         return VcpuSetup(
-            cr4=self.cr4, xcr0=self.xcr0, xss=self.xss, apic_base=self.apic_base, misc_enable=self.misc_enable,
-            quirks_disabled=list(self.quirks_disabled), hlt_exits_disabled=self.hlt_exits_disabled,
-            has_run=self.has_run, previous=self.previous, xfeature_permission=self.xfeature_permission,
+            cr4=self.cr4,
+            xcr0=self.xcr0,
+            xss=self.xss,
+            apic_base=self.apic_base,
+            misc_enable=self.misc_enable,
+            quirks_disabled=list(self.quirks_disabled),
+            hlt_exits_disabled=self.hlt_exits_disabled,
+            has_run=self.has_run,
+            previous=self.previous,
+            xfeature_permission=self.xfeature_permission,
         )
 
 
@@ -96,8 +103,14 @@ def _static_owner(leaf: int, subleaf: int, register: str, bit: int) -> tuple[str
 class Lab:
     """A CPUID table, a kernel, a vendor module, a host and a vCPU state; and KVM's answer."""
 
-    def __init__(self, host: "HostProfile | str | None" = DEFAULT_HOST, kernel: str = DEFAULT_KERNEL,
-                 vendor: str = "vmx", table: CpuidTable | None = None, state: RuntimeState | None = None):
+    def __init__(
+        self,
+        host: HostProfile | str | None = DEFAULT_HOST,
+        kernel: str = DEFAULT_KERNEL,
+        vendor: str = "vmx",
+        table: CpuidTable | None = None,
+        state: RuntimeState | None = None,
+    ):
         self.host = resolve_host(host)
         self.kernel = kernel
         self.vendor = vendor
@@ -108,8 +121,10 @@ class Lab:
         self.outcome: Outcome = self._evaluate()
 
     def __repr__(self) -> str:
-        return (f"Lab(host={self.host.name!r}, kernel={self.kernel!r}, vendor={self.vendor!r}, "
-                f"{len(self.table)} entries, {self.outcome.verdict})")
+        return (
+            f"Lab(host={self.host.name!r}, kernel={self.kernel!r}, vendor={self.vendor!r}, "
+            f"{len(self.table)} entries, {self.outcome.verdict})"
+        )
 
     # -- the core's answer ---------------------------------------------------------------
     def _evaluate(self) -> Outcome:
@@ -138,8 +153,15 @@ class Lab:
             listener(self, what)
 
     # -- edits -----------------------------------------------------------------------------
-    def update(self, *, table: CpuidTable | None = None, kernel: str | None = None, vendor: str | None = None,
-               host: "HostProfile | str | None" = None, state: RuntimeState | None = None) -> None:
+    def update(
+        self,
+        *,
+        table: CpuidTable | None = None,
+        kernel: str | None = None,
+        vendor: str | None = None,
+        host: HostProfile | str | None = None,
+        state: RuntimeState | None = None,
+    ) -> None:
         """Change several things at once (one evaluation, one notification).  A bad value raises
         before anything changes."""
         what: set = set()
@@ -171,10 +193,10 @@ class Lab:
     def set_bit(self, leaf: int, subleaf: int, register: str, bit: int, value: int) -> None:
         self.update(table=self.table.set_field(FieldRef(leaf, subleaf, register, bit, bit), int(bool(value))))
 
-    def set_field(self, spec: "str | FieldRef", value: int) -> None:
+    def set_field(self, spec: str | FieldRef, value: int) -> None:
         self.update(table=self.table.set_field(spec, value))
 
-    def get_field(self, spec: "str | FieldRef") -> int | None:
+    def get_field(self, spec: str | FieldRef) -> int | None:
         return self.table.get_field(spec)
 
     @property
@@ -209,12 +231,12 @@ class Lab:
         self.update(state=RuntimeState(xfeature_permission=self.state.xfeature_permission))
 
     # -- export / import ----------------------------------------------------------------
-    def export_json(self, path: "str | Path") -> Path:
+    def export_json(self, path: str | Path) -> Path:
         """Write the table as KVM JSON, atomically (``cpuidkit.core.sources.save``)."""
 
         return save(self.table, path, "kvm-json")
 
-    def import_json(self, path: "str | Path") -> None:
+    def import_json(self, path: str | Path) -> None:
         """Read a table (KVM JSON or any format ``cpuidkit.load`` knows).  On any error the
         Lab is left exactly as it was, and the error is raised."""
 
@@ -247,11 +269,12 @@ class Lab:
                 if fld is not None and self.outcome.accepted:
                     owner = "passthrough"
                 driver = None
-            out.append(BitInfo(bit, requested >> bit & 1, None if stored is None else stored >> bit & 1,
-                               owner, fld, driver))
+            out.append(
+                BitInfo(bit, requested >> bit & 1, None if stored is None else stored >> bit & 1, owner, fld, driver)
+            )
         return out
 
-    def field_rows(self, scope: "str | tuple[int, int] | None" = None) -> list[dict]:
+    def field_rows(self, scope: str | tuple[int, int] | None = None) -> list[dict]:
         """Rows for the field table: one per named field of the stored table.
 
         ``scope``: ``(leaf, subleaf)`` for one entry, ``"owned"`` for the fields KVM or the
@@ -265,29 +288,44 @@ class Lab:
                 continue
             e = self.table.get(f.leaf, o.subleaf)
             requested = None if e is None else extract_bits(e.reg(f.register), f.hi, f.lo)
-            rows.append({
-                "field": f.name, "leaf": f"{f.leaf:#x}", "subleaf": o.subleaf, "register": f.register,
-                "bits": f.bits, "set": requested, "stored": o.value, "owner": o.owner, "driver": o.driver or "",
-            })
+            rows.append(
+                {
+                    "field": f.name,
+                    "leaf": f"{f.leaf:#x}",
+                    "subleaf": o.subleaf,
+                    "register": f.register,
+                    "bits": f.bits,
+                    "set": requested,
+                    "stored": o.value,
+                    "owner": o.owner,
+                    "driver": o.driver or "",
+                }
+            )
         return rows
 
     def verdict(self) -> dict:
         """The verdict panel's content: verdict, errno, rule, explanation, source, state errors."""
         d = self.outcome.as_dict()
-        return {k: d[k] for k in ("verdict", "errno", "rule", "explanation", "source", "kernel", "vendor", "host",
-                                  "state_errors")}
+        return {
+            k: d[k]
+            for k in ("verdict", "errno", "rule", "explanation", "source", "kernel", "vendor", "host", "state_errors")
+        }
 
 
 def _outcome_key(o: Outcome) -> tuple:
-    return (o.verdict, o.errno, o.stored, tuple((e["step"], e["errno"]) for e in o.state_errors),
-            tuple(sorted(o.derived.items())))
+    return (
+        o.verdict,
+        o.errno,
+        o.stored,
+        tuple((e["step"], e["errno"]) for e in o.state_errors),
+        tuple(sorted(o.derived.items())),
+    )
 
 
-def load_table_or_keep(lab: Lab, path: "str | Path") -> str:
+def load_table_or_keep(lab: Lab, path: str | Path) -> str:
     """Import for a button: returns a message; the Lab is unchanged on failure."""
     try:
         lab.import_json(path)
     except (CpuidkitError, OSError) as e:
         return f"import failed, nothing changed: {e}"
     return f"imported {len(lab.table)} entries from {path}"
-

@@ -33,8 +33,10 @@ def kvm_status() -> tuple[bool, str]:
 
 
 def skip_message(why: str) -> str:
-    return (f"SKIPPED: no usable KVM device ({why}). The live cells of this notebook need /dev/kvm; "
-            "everything else in the course runs on the model.")
+    return (
+        f"SKIPPED: no usable KVM device ({why}). The live cells of this notebook need /dev/kvm; "
+        "everything else in the course runs on the model."
+    )
 
 
 class LiveLab:
@@ -63,11 +65,19 @@ class LiveLab:
         model = run_steps(self.model(), steps)
         with self.live() as v:
             real = run_steps(v, steps)
-        rows = [{"step": str(s), "model": m or "ok", "kernel": k or "ok", "agree": m == k}
-                for s, m, k in zip(steps, model.errnos, real.errnos)]
+        rows = [
+            {"step": str(s), "model": m or "ok", "kernel": k or "ok", "agree": m == k}
+            for s, m, k in zip(steps, model.errnos, real.errnos)
+        ]
         diffs = compare(model, real, self.masks)
-        rows.append({"step": "final KVM_GET_CPUID2", "model": f"{len(model.final)} entries",
-                     "kernel": f"{len(real.final)} entries", "agree": not diffs})
+        rows.append(
+            {
+                "step": "final KVM_GET_CPUID2",
+                "model": f"{len(model.final)} entries",
+                "kernel": f"{len(real.final)} entries",
+                "agree": not diffs,
+            }
+        )
         return rows
 
     def agreement(self, n_random: int = 25, seed: int = 0) -> dict:
@@ -84,9 +94,14 @@ class LiveLab:
             diffs = compare(model, real, self.masks)
             if diffs:
                 disagreements.append({"scenario": name, "differences": "; ".join(diffs[:3])})
-        return {"kernel": self.kernel, "vendor": self.vendor, "scenarios": len(cases),
-                "agree": len(cases) - len(disagreements), "disagreements": disagreements,
-                "seconds": round(time.perf_counter() - t0, 2)}
+        return {
+            "kernel": self.kernel,
+            "vendor": self.vendor,
+            "scenarios": len(cases),
+            "agree": len(cases) - len(disagreements),
+            "disagreements": disagreements,
+            "seconds": round(time.perf_counter() - t0, 2),
+        }
 
     def vendor_differences(self) -> list[dict]:
         """What the vendor module does to a table after KVM_SET_CPUID2, as measured on this host
@@ -99,11 +114,17 @@ class LiveLab:
             leaf, sub = int(fn, 16), int(idx)
             for what in ("force1", "force0"):
                 mask = m[what]
-                names = sorted({(catalog().at(leaf, sub, reg, b).name if catalog().at(leaf, sub, reg, b) else f"bit{b}")
-                                for b in range(32) if mask >> b & 1})
+                names = sorted(
+                    {
+                        (catalog().at(leaf, sub, reg, b).name if catalog().at(leaf, sub, reg, b) else f"bit{b}")
+                        for b in range(32)
+                        if mask >> b & 1
+                    }
+                )
                 if names:
-                    rows.append({"register": key, "forced to": what[-1], "mask": f"{mask:#010x}",
-                                 "fields": ", ".join(names)})
+                    rows.append(
+                        {"register": key, "forced to": what[-1], "mask": f"{mask:#010x}", "fields": ", ".join(names)}
+                    )
         for fn in rewrite.get("dropped", []):
             rows.append({"register": f"{int(fn):#x}", "forced to": "dropped", "mask": "", "fields": "whole leaf"})
         return rows

@@ -25,8 +25,16 @@ from cpuidkit.core.xsave import (
 )
 from cpuidkit.ui._theme import OWNER_COLOURS, XSAVE_LEGACY, XSAVE_SUPERVISOR, XSAVE_USER, owner_colour
 
-__all__ = ["register_grid", "register_grids", "xsave_layout", "address_space", "paging_reserved_bits",
-           "kernel_timeline", "vcpu_timeline", "KERNEL_AXIS"]
+__all__ = [
+    "register_grid",
+    "register_grids",
+    "xsave_layout",
+    "address_space",
+    "paging_reserved_bits",
+    "kernel_timeline",
+    "vcpu_timeline",
+    "KERNEL_AXIS",
+]
 
 # The x axis of kernel timelines: every mainline release the model covers, in order.
 KERNEL_AXIS = [f"5.{m}" for m in range(10, 20)] + [f"6.{m}" for m in range(0, 19)]
@@ -49,8 +57,15 @@ def _draw_register(ax, infos, title: str) -> set:
     for i in infos:
         x = 31 - i.bit
         ax.add_patch(Rectangle((x, 0), 1, 1, facecolor=owner_colour(i.owner), edgecolor="#666", lw=0.6))
-        ax.text(x + 0.5, 0.5, str(i.requested), ha="center", va="center", fontsize=8,
-                fontweight="bold" if i.requested else "normal")
+        ax.text(
+            x + 0.5,
+            0.5,
+            str(i.requested),
+            ha="center",
+            va="center",
+            fontsize=8,
+            fontweight="bold" if i.requested else "normal",
+        )
         if i.stored is not None and i.stored != i.requested:
             ax.add_patch(Rectangle((x + 0.06, 0.06), 0.88, 0.88, fill=False, edgecolor="#c62828", lw=1.6))
         owners.add(i.owner)
@@ -114,18 +129,30 @@ def xsave_layout(components: dict, xcr0: int, xss: int = 0, aligned: bool = True
         ax.text(544, y + 0.4, "hdr", ha="center", va="center", fontsize=6)
         ax.text(-30, y + 0.4, label, ha="right", va="center", fontsize=8)
         if y > 0:
-            placed = [(d["bit"], d["offset"], d["size"]) for d in standard_layout(components, mask & ~0b11)
-                      if d["offset"] is not None and d["size"] and not components[d["bit"]].supervisor]
+            placed = [
+                (d["bit"], d["offset"], d["size"])
+                for d in standard_layout(components, mask & ~0b11)
+                if d["offset"] is not None and d["size"] and not components[d["bit"]].supervisor
+            ]
         else:
-            placed = [(d["bit"], d["offset"], d["size"])
-                      for d in compacted_layout(components, mask, honour_alignment=aligned) if d["offset"] is not None]
+            placed = [
+                (d["bit"], d["offset"], d["size"])
+                for d in compacted_layout(components, mask, honour_alignment=aligned)
+                if d["offset"] is not None
+            ]
         for bit, start, size in placed:
             colour = XSAVE_SUPERVISOR if components[bit].supervisor else XSAVE_USER
             ax.add_patch(Rectangle((start, y), size, 0.8, facecolor=colour, edgecolor="#333", lw=0.7))
             name = XFEATURE_NAMES.get(bit, f"x{bit}")
             if size >= 0.015 * span:
-                ax.text(start + size / 2, y + 0.4, f"{bit}\n{name}" if size >= 0.12 * span else str(bit),
-                        ha="center", va="center", fontsize=6.5)
+                ax.text(
+                    start + size / 2,
+                    y + 0.4,
+                    f"{bit}\n{name}" if size >= 0.12 * span else str(bit),
+                    ha="center",
+                    va="center",
+                    fontsize=6.5,
+                )
     cmp_ = compacted_size(components, xcr0 | xss, honour_alignment=aligned)
     ax.axvline(std, ymin=0.5, color="#1565c0", ls="--", lw=1)
     ax.text(std, 2.1, f"0xD.0 EBX = {std}", color="#1565c0", fontsize=8, ha="center")
@@ -136,9 +163,17 @@ def xsave_layout(components: dict, xcr0: int, xss: int = 0, aligned: bool = True
     ax.set_yticks([])
     ax.set_xlabel("byte offset in the XSAVE area")
     ax.set_title(title or f"XSAVE layout for XCR0 {xcr0:#x}" + (f", XSS {xss:#x}" if xss else ""), fontsize=10)
-    ax.legend(handles=[Patch(facecolor=XSAVE_USER, label="user (XCR0)"),
-                       Patch(facecolor=XSAVE_SUPERVISOR, label="supervisor (IA32_XSS)")],
-              loc="upper center", bbox_to_anchor=(0.5, -0.28), ncol=2, fontsize=7, frameon=False)
+    ax.legend(
+        handles=[
+            Patch(facecolor=XSAVE_USER, label="user (XCR0)"),
+            Patch(facecolor=XSAVE_SUPERVISOR, label="supervisor (IA32_XSS)"),
+        ],
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.28),
+        ncol=2,
+        fontsize=7,
+        frameon=False,
+    )
     return _done(fig)
 
 
@@ -163,10 +198,12 @@ def address_space(guest: int, host: int, title: str | None = None):
     ax.set_xlim(0, 64)
     ax.set_ylim(-0.1, 1.5)
     ax.axis("off")
-    handles = [Patch(facecolor="#a5d6a7", label="usable GPA bits"),
-               Patch(facecolor="#ef9a9a", hatch="//", label="guest > host: memslots refused, #PF(RSVD) under TDP"),
-               Patch(facecolor="#fff59d", label="reserved for the guest, host has them (needs allow_smaller_maxphyaddr)"),
-               Patch(facecolor="#e0e0e0", label="reserved for both")]
+    handles = [
+        Patch(facecolor="#a5d6a7", label="usable GPA bits"),
+        Patch(facecolor="#ef9a9a", hatch="//", label="guest > host: memslots refused, #PF(RSVD) under TDP"),
+        Patch(facecolor="#fff59d", label="reserved for the guest, host has them (needs allow_smaller_maxphyaddr)"),
+        Patch(facecolor="#e0e0e0", label="reserved for both"),
+    ]
     ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.02), ncol=2, fontsize=7, frameon=False)
     ax.set_title(title or f"guest MAXPHYADDR {guest} on a host with {host}", fontsize=10)
     return _done(fig)
@@ -218,10 +255,21 @@ def paging_reserved_bits(maxphyaddr: int, mode: str = "4-level", amd: bool = Fal
     ax.set_xlim(-22, 64)
     ax.set_ylim(-0.3, len(rows) + 0.5)
     ax.axis("off")
-    labels = {"addr": "address bits", "rsvd": "reserved → #PF(RSVD)", "flags": "flags", "avail": "ignored / PKE",
-              "xd": "XD"}
-    ax.legend(handles=[Patch(facecolor=c, label=labels[k]) for k, c in _KIND_COLOURS.items()],
-              loc="upper center", bbox_to_anchor=(0.55, 0.0), ncol=5, fontsize=7, frameon=False)
+    labels = {
+        "addr": "address bits",
+        "rsvd": "reserved → #PF(RSVD)",
+        "flags": "flags",
+        "avail": "ignored / PKE",
+        "xd": "XD",
+    }
+    ax.legend(
+        handles=[Patch(facecolor=c, label=labels[k]) for k, c in _KIND_COLOURS.items()],
+        loc="upper center",
+        bbox_to_anchor=(0.55, 0.0),
+        ncol=5,
+        fontsize=7,
+        frameon=False,
+    )
     ax.set_title(title or f"{mode} paging: reserved bits for guest MAXPHYADDR {maxphyaddr}", fontsize=10)
     return _done(fig)
 

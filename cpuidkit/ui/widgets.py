@@ -45,9 +45,24 @@ from cpuidkit.ui.course import review
 from cpuidkit.ui.lab import LINEAR_WIDTH, MAXPHYADDR, Lab, RuntimeState, load_table_or_keep
 
 __all__ = [
-    "BitGrid", "RegisterPicker", "WidthSliders", "Xcr0Checkboxes", "KernelSelector", "VendorSelector",
-    "HostPicker", "VerdictPanel", "FieldTable", "RuntimeTriggers", "ExportImport", "CpuidToggler",
-    "LintPanel", "KernelBehaviours", "RejectionExplorer", "ReviewPanel", "verdict_html", "xsetbv_result",
+    "BitGrid",
+    "RegisterPicker",
+    "WidthSliders",
+    "Xcr0Checkboxes",
+    "KernelSelector",
+    "VendorSelector",
+    "HostPicker",
+    "VerdictPanel",
+    "FieldTable",
+    "RuntimeTriggers",
+    "ExportImport",
+    "CpuidToggler",
+    "LintPanel",
+    "KernelBehaviours",
+    "RejectionExplorer",
+    "ReviewPanel",
+    "verdict_html",
+    "xsetbv_result",
 ]
 
 APIC_DEFAULT_BASE = 0xFEE00000 | (1 << 8)  # default base, BSP
@@ -92,12 +107,19 @@ class BitGrid(W.VBox, _View):
         rows = []
         for hi in (31, 15):
             bits = range(hi, hi - 16, -1)
-            heads = [W.HTML(f'<div style="text-align:center;font-size:80%;color:#555">{b}</div>',
-                            layout=W.Layout(width=_px(30))) for b in bits]
+            heads = [
+                W.HTML(
+                    f'<div style="text-align:center;font-size:80%;color:#555">{b}</div>', layout=W.Layout(width=_px(30))
+                )
+                for b in bits
+            ]
             btns = []
             for b in bits:
-                btn = W.Button(description="0", layout=W.Layout(width=_px(30), height=_px(26), padding="0px"),
-                               disabled=not editable)
+                btn = W.Button(
+                    description="0",
+                    layout=W.Layout(width=_px(30), height=_px(26), padding="0px"),
+                    disabled=not editable,
+                )
                 btn.add_class("cpuidkit-bit")
                 btn.on_click(self._clicked(b))
                 self.buttons[b] = btn
@@ -107,8 +129,9 @@ class BitGrid(W.VBox, _View):
                 cell = W.HTML(layout=W.Layout(width=_px(30)))
                 self.stored_cells[b] = cell
                 stored.append(cell)
-            grid = W.GridBox(heads + btns + stored,
-                             layout=W.Layout(grid_template_columns="repeat(16, 30px)", grid_gap="1px 1px"))
+            grid = W.GridBox(
+                heads + btns + stored, layout=W.Layout(grid_template_columns="repeat(16, 30px)", grid_gap="1px 1px")
+            )
             rows.append(grid)
         self.legend = W.HTML(legend_html())
         super().__init__([self.title, *rows, self.legend])
@@ -119,6 +142,7 @@ class BitGrid(W.VBox, _View):
         def handler(_btn):
             info = self.lab.bits(self.leaf, self.subleaf, self.register)[bit]
             self.lab.set_bit(self.leaf, self.subleaf, self.register, bit, 1 - info.requested)
+
         return handler
 
     def toggle(self, bit: int) -> None:
@@ -137,9 +161,11 @@ class BitGrid(W.VBox, _View):
         infos = self.lab.bits(self.leaf, self.subleaf, self.register)
         req = sum(i.requested << i.bit for i in infos)
         stored = None if infos[0].stored is None else sum(i.stored << i.bit for i in infos)
-        title = (f"<b>CPUID {self.leaf:#x}.{self.subleaf} {self.register.upper()}</b> "
-                 f"&nbsp;set <code>{req:#010x}</code> &nbsp;stored "
-                 f"<code>{'—' if stored is None else f'{stored:#010x}'}</code>")
+        title = (
+            f"<b>CPUID {self.leaf:#x}.{self.subleaf} {self.register.upper()}</b> "
+            f"&nbsp;set <code>{req:#010x}</code> &nbsp;stored "
+            f"<code>{'—' if stored is None else f'{stored:#010x}'}</code>"
+        )
         if title != self.title.value:
             self.title.value = title
         for i in infos:
@@ -161,8 +187,10 @@ def _stored_cell(value: int | None, changed: bool) -> str:
     text = "·" if value is None else str(value)
     border = f"2px solid {CHANGED_OUTLINE}" if changed else "1px solid #ddd"
     title = ' title="KVM changed this bit"' if changed else ""
-    return (f'<div{title} style="text-align:center;font-family:monospace;font-size:85%;border:{border};'
-            f'line-height:16px">{text}</div>')
+    return (
+        f'<div{title} style="text-align:center;font-family:monospace;font-size:85%;border:{border};'
+        f'line-height:16px">{text}</div>'
+    )
 
 
 class RegisterPicker(W.HBox, _View):
@@ -172,11 +200,16 @@ class RegisterPicker(W.HBox, _View):
         self._subscribe(lab)
         self.grid = grid
         self._on_pick = on_pick
-        self.entry = W.Dropdown(description="entry", options=self._options(),
-                                value=(grid.leaf, grid.subleaf), layout=W.Layout(width="190px"))
+        self.entry = W.Dropdown(
+            description="entry",
+            options=self._options(),
+            value=(grid.leaf, grid.subleaf),
+            layout=W.Layout(width="190px"),
+        )
         self.entry.style.description_width = "40px"
-        self.reg = W.ToggleButtons(options=["eax", "ebx", "ecx", "edx"], value=grid.register,
-                                   style={"button_width": "48px"})
+        self.reg = W.ToggleButtons(
+            options=["eax", "ebx", "ecx", "edx"], value=grid.register, style={"button_width": "48px"}
+        )
         self.entry.observe(self._picked, "value")
         self.reg.observe(self._picked, "value")
         super().__init__([self.entry, self.reg])
@@ -214,10 +247,22 @@ class WidthSliders(W.VBox, _View):
         self._syncing = False
         self.maximum = maximum
         mp, lw = lab.maxphyaddr or 0, lab.linear_width or 0
-        self.maxphyaddr = W.IntSlider(description="MAXPHYADDR", min=0, max=max(maximum, mp), continuous_update=False,
-                                      value=mp, layout=W.Layout(width="420px"))
-        self.linear = W.IntSlider(description="linear width", min=0, max=max(maximum, lw), continuous_update=False,
-                                  value=lw, layout=W.Layout(width="420px"))
+        self.maxphyaddr = W.IntSlider(
+            description="MAXPHYADDR",
+            min=0,
+            max=max(maximum, mp),
+            continuous_update=False,
+            value=mp,
+            layout=W.Layout(width="420px"),
+        )
+        self.linear = W.IntSlider(
+            description="linear width",
+            min=0,
+            max=max(maximum, lw),
+            continuous_update=False,
+            value=lw,
+            layout=W.Layout(width="420px"),
+        )
         for s in (self.maxphyaddr, self.linear):
             s.style.description_width = "100px"
         self.maxphyaddr.add_class("cpuidkit-maxphyaddr")
@@ -249,13 +294,17 @@ class WidthSliders(W.VBox, _View):
     def _refresh_note(self) -> None:
         d = self.lab.outcome.derived
         if not self.lab.outcome.accepted:
-            text = (f"KVM refused the table, so nothing is derived from it: the vCPU keeps what it had "
-                    f"(MAXPHYADDR {d['maxphyaddr']}; a fresh vCPU has 36)")
+            text = (
+                f"KVM refused the table, so nothing is derived from it: the vCPU keeps what it had "
+                f"(MAXPHYADDR {d['maxphyaddr']}; a fresh vCPU has 36)"
+            )
             if text != self.note.value:
                 self.note.value = text
             return
-        text = (f"KVM's MAXPHYADDR for this vCPU: <b>{d['maxphyaddr']}</b> (host {self.lab.host.maxphyaddr}); "
-                f"GPA bits {d['maxphyaddr']}–63 reserved")
+        text = (
+            f"KVM's MAXPHYADDR for this vCPU: <b>{d['maxphyaddr']}</b> (host {self.lab.host.maxphyaddr}); "
+            f"GPA bits {d['maxphyaddr']}–63 reserved"
+        )
         if self.lab.maxphyaddr is not None and self.lab.maxphyaddr > self.lab.host.maxphyaddr:
             text += " · <b>guest &gt; host</b>: accepted, but memory above the host width cannot be mapped"
         if text != self.note.value:
@@ -270,8 +319,9 @@ class KernelSelector(W.VBox, _View):
         names = sorted(named_kernels(), key=parse_version)
         if lab.kernel not in names:
             names.append(lab.kernel)
-        self.dropdown = W.Dropdown(description="kernel", options=names, value=lab.kernel,
-                                   layout=W.Layout(width="180px"))
+        self.dropdown = W.Dropdown(
+            description="kernel", options=names, value=lab.kernel, layout=W.Layout(width="180px")
+        )
         self.dropdown.style.description_width = "50px"
         self.dropdown.add_class("cpuidkit-kernel")
         self.notes = W.HTML(layout=W.Layout(max_width="640px"))
@@ -292,9 +342,13 @@ class VendorSelector(W.ToggleButtons, _View):
 
     def __init__(self, lab: Lab):
         self._subscribe(lab)
-        super().__init__(options=list(VENDORS), value=lab.vendor, description="vendor",
-                         tooltips=["kvm_intel", "kvm_amd", "kvm_pvm (measured rewrites where the host has them)"],
-                         style={"button_width": "56px", "description_width": "50px"})
+        super().__init__(
+            options=list(VENDORS),
+            value=lab.vendor,
+            description="vendor",
+            tooltips=["kvm_intel", "kvm_amd", "kvm_pvm (measured rewrites where the host has them)"],
+            style={"button_width": "56px", "description_width": "50px"},
+        )
         self.observe(lambda c: self.lab.update(vendor=c["new"]), "value")
 
     def _on_lab(self, what: set) -> None:
@@ -323,19 +377,22 @@ class HostPicker(W.VBox, _View):
             names.append("live")
         if lab.host.name not in names:
             names.insert(0, lab.host.name)
-        self.dropdown = W.Dropdown(description="host", options=names, value=lab.host.name,
-                                   layout=W.Layout(width="260px"))
+        self.dropdown = W.Dropdown(
+            description="host", options=names, value=lab.host.name, layout=W.Layout(width="260px")
+        )
         self.dropdown.style.description_width = "40px"
         self.take_table = W.Checkbox(value=True, description="take its supported CPUID", indent=False)
-        self.path = W.Text(placeholder="or a dump file: cpuid -r, KVM JSON, libvirt XML…",
-                           layout=W.Layout(width="320px"))
+        self.path = W.Text(
+            placeholder="or a dump file: cpuid -r, KVM JSON, libvirt XML…", layout=W.Layout(width="320px")
+        )
         self.load = W.Button(description="load host file", layout=W.Layout(width="120px"))
         self.message = W.HTML()
         self.description = W.HTML()
         self.dropdown.observe(self._picked, "value")
         self.load.on_click(self._load_file)
-        super().__init__([W.HBox([self.dropdown, self.take_table]), W.HBox([self.path, self.load]),
-                          self.description, self.message])
+        super().__init__(
+            [W.HBox([self.dropdown, self.take_table]), W.HBox([self.path, self.load]), self.description, self.message]
+        )
         self._describe()
 
     def _apply(self, spec) -> None:
@@ -358,8 +415,10 @@ class HostPicker(W.VBox, _View):
 
     def _describe(self) -> None:
         h = self.lab.host
-        self.description.value = (f'<div style="font-size:85%;color:#444">{html.escape(h.description or h.source)}; '
-                                  f"MAXPHYADDR {h.maxphyaddr}, XCR0 mask {h.xcr0_mask:#x}</div>")
+        self.description.value = (
+            f'<div style="font-size:85%;color:#444">{html.escape(h.description or h.source)}; '
+            f"MAXPHYADDR {h.maxphyaddr}, XCR0 mask {h.xcr0_mask:#x}</div>"
+        )
 
     def _on_lab(self, what: set) -> None:
         if "host" in what:
@@ -380,18 +439,26 @@ def verdict_html(v: dict, derived: dict | None = None) -> str:
     head = f'<span style="color:{colour};font-size:120%;font-weight:bold">{v["verdict"].upper()}</span>'
     if v["errno"]:
         head += f' &nbsp;<code style="font-size:110%">{v["errno"]}</code> &nbsp;rule <code>{html.escape(v["rule"] or "")}</code>'
-    parts = [f'<div class="cpuidkit-verdict-head">KVM_SET_CPUID2: {head}</div>',
-             f'<div>{html.escape(v["explanation"])}</div>']
+    parts = [
+        f'<div class="cpuidkit-verdict-head">KVM_SET_CPUID2: {head}</div>',
+        f"<div>{html.escape(v['explanation'])}</div>",
+    ]
     if v.get("source"):
         parts.append(f'<div style="font-size:85%;color:#444">source: {html.escape(v["source"])}</div>')
-    parts.append(f'<div style="font-size:85%;color:#444">kernel {v["kernel"]} · {v["vendor"]} · host {html.escape(v["host"])}</div>')
+    parts.append(
+        f'<div style="font-size:85%;color:#444">kernel {v["kernel"]} · {v["vendor"]} · host {html.escape(v["host"])}</div>'
+    )
     for e in v.get("state_errors", []):
-        parts.append(f'<div style="color:{VERDICT_COLOURS["rejected"]}">{html.escape(e.get("operation") or e["step"])}: '
-                     f'{e["errno"]}: {html.escape(e["explanation"])}</div>')
+        parts.append(
+            f'<div style="color:{VERDICT_COLOURS["rejected"]}">{html.escape(e.get("operation") or e["step"])}: '
+            f"{e['errno']}: {html.escape(e['explanation'])}</div>"
+        )
     if derived and v["verdict"] == "accepted":
-        parts.append(f'<div style="font-size:85%">derived: MAXPHYADDR {derived["maxphyaddr"]}, '
-                     f'guest_supported_xcr0 {derived["guest_supported_xcr0"]:#x}</div>')
-    return (f'<div style="border-left:6px solid {colour};padding:4px 8px;margin:4px 0">' + "".join(parts) + "</div>")
+        parts.append(
+            f'<div style="font-size:85%">derived: MAXPHYADDR {derived["maxphyaddr"]}, '
+            f"guest_supported_xcr0 {derived['guest_supported_xcr0']:#x}</div>"
+        )
+    return f'<div style="border-left:6px solid {colour};padding:4px 8px;margin:4px 0">' + "".join(parts) + "</div>"
 
 
 class VerdictPanel(W.HTML, _View):
@@ -423,6 +490,7 @@ class VerdictPanel(W.HTML, _View):
 
 def style_fields(frame):
     """A pandas Styler of a field frame, each row coloured by its owner."""
+
     def colour(row):
         c = OWNER_COLOURS.get(row["owner"], OWNER_COLOURS["unnamed"])
         return [f"background-color: {c}"] * len(row)
@@ -448,8 +516,9 @@ class FieldTable(W.VBox, _View):
         self._subscribe(lab)
         self.entry = scope if isinstance(scope, tuple) else (7, 0)
         first = next(k for k, v in self.SCOPES.items() if v == (None if isinstance(scope, tuple) else scope))
-        self.scope_picker = W.Dropdown(description="show", layout=W.Layout(width="330px"),
-                                       options=list(self.SCOPES), value=first)
+        self.scope_picker = W.Dropdown(
+            description="show", layout=W.Layout(width="330px"), options=list(self.SCOPES), value=first
+        )
         self.scope_picker.observe(lambda _c: self.refresh(), "value")
         self.html = W.HTML(layout=W.Layout(max_height=max_height, overflow="auto"))
         self.html.add_class("cpuidkit-field-table")
@@ -489,8 +558,9 @@ class FieldTable(W.VBox, _View):
             return
         self._key, self._rows = key, rows
         if not self.lab.outcome.accepted:
-            self.html.value = ("<i>KVM refused the table: nothing new is stored, so there is no field view "
-                               "(see the verdict).</i>")
+            self.html.value = (
+                "<i>KVM refused the table: nothing new is stored, so there is no field view (see the verdict).</i>"
+            )
             return
         if not rows:
             self.html.value = "<i>no named fields in this scope</i>"
@@ -505,8 +575,10 @@ class FieldTable(W.VBox, _View):
         if len(cache) > 4096:
             self._row_html = {k: cache[k] for k in key[1]}
         head = "".join(f"<th style='text-align:left;padding:1px 6px'>{c}</th>" for c in self.COLUMNS)
-        self.html.value = (f"<table style='border-collapse:collapse;font-size:85%'><thead><tr>{head}</tr></thead>"
-                           f"<tbody>{''.join(body)}</tbody></table>")
+        self.html.value = (
+            f"<table style='border-collapse:collapse;font-size:85%'><thead><tr>{head}</tr></thead>"
+            f"<tbody>{''.join(body)}</tbody></table>"
+        )
 
 
 def _fmt_value(v) -> str:
@@ -516,8 +588,17 @@ def _fmt_value(v) -> str:
 def _row_html(r: dict) -> str:
     colour = OWNER_COLOURS.get(r["owner"], OWNER_COLOURS["unnamed"])
     changed = r["set"] != r["stored"]
-    cells = [html.escape(str(r["field"])), r["leaf"], str(r["subleaf"]), r["register"], r["bits"],
-             _fmt_value(r["set"]), _fmt_value(r["stored"]), r["owner"], html.escape(r["driver"])]
+    cells = [
+        html.escape(str(r["field"])),
+        r["leaf"],
+        str(r["subleaf"]),
+        r["register"],
+        r["bits"],
+        _fmt_value(r["set"]),
+        _fmt_value(r["stored"]),
+        r["owner"],
+        html.escape(r["driver"]),
+    ]
     tds = "".join(f"<td style='padding:1px 6px'>{c}</td>" for c in cells)
     outline = f";outline:2px solid {CHANGED_OUTLINE}" if changed else ""
     return f"<tr style='background:{colour}{outline}'>{tds}</tr>"
@@ -538,19 +619,35 @@ class RuntimeTriggers(W.VBox, _View):
     def __init__(self, lab: Lab):
         self._subscribe(lab)
         s = lab.state
-        box = lambda d, v, tip: W.Checkbox(value=v, description=d, indent=False, tooltip=tip,  # noqa: E731
-                                           layout=W.Layout(width="auto"))
+        box = lambda d, v, tip: W.Checkbox(
+            value=v,
+            description=d,
+            indent=False,
+            tooltip=tip,  # noqa: E731
+            layout=W.Layout(width="auto"),
+        )
         self.osxsave = box("CR4.OSXSAVE", bool((s.cr4 or 0) & CR4_OSXSAVE), "KVM_SET_SREGS with CR4 bit 18")
         self.pke = box("CR4.PKE", bool((s.cr4 or 0) & CR4_PKE), "KVM_SET_SREGS with CR4 bit 22")
-        self.apic = box("APIC_BASE.EN", s.apic_base is None or bool(s.apic_base & APICBASE_ENABLE),
-                        "KVM_SET_MSRS IA32_APIC_BASE bit 11")
-        self.mwait = box("MISC_ENABLE.MWAIT", bool((s.misc_enable or 0) & MISC_ENABLE_MWAIT),
-                         "KVM_SET_MSRS IA32_MISC_ENABLE bit 18")
-        self.quirk = box("quirk MISC_ENABLE_NO_MWAIT off", "MISC_ENABLE_NO_MWAIT" in s.quirks_disabled,
-                         "KVM_CAP_DISABLE_QUIRKS2: KVM then owns CPUID.1.ECX[3]")
+        self.apic = box(
+            "APIC_BASE.EN",
+            s.apic_base is None or bool(s.apic_base & APICBASE_ENABLE),
+            "KVM_SET_MSRS IA32_APIC_BASE bit 11",
+        )
+        self.mwait = box(
+            "MISC_ENABLE.MWAIT", bool((s.misc_enable or 0) & MISC_ENABLE_MWAIT), "KVM_SET_MSRS IA32_MISC_ENABLE bit 18"
+        )
+        self.quirk = box(
+            "quirk MISC_ENABLE_NO_MWAIT off",
+            "MISC_ENABLE_NO_MWAIT" in s.quirks_disabled,
+            "KVM_CAP_DISABLE_QUIRKS2: KVM then owns CPUID.1.ECX[3]",
+        )
         self.hlt = box("HLT exits disabled", s.hlt_exits_disabled, "KVM_CAP_X86_DISABLE_EXITS(HLT): PV_UNHALT cleared")
-        self.xcr0 = W.Text(value=f"{s.xcr0 if s.xcr0 is not None else 1:#x}", description="XCR0",
-                           layout=W.Layout(width="170px"), continuous_update=False)
+        self.xcr0 = W.Text(
+            value=f"{s.xcr0 if s.xcr0 is not None else 1:#x}",
+            description="XCR0",
+            layout=W.Layout(width="170px"),
+            continuous_update=False,
+        )
         self.xcr0.style.description_width = "40px"
         self.run = W.Button(description="KVM_RUN", tooltip="the vCPU enters the guest once", button_style="warning")
         self.reset = W.Button(description="new vCPU", tooltip="reset state, not run")
@@ -561,9 +658,14 @@ class RuntimeTriggers(W.VBox, _View):
         self.run.on_click(lambda _b: self.lab.run())
         self.reset.on_click(lambda _b: self.lab.reset_vcpu())
         self._syncing = False
-        super().__init__([W.HBox([self.osxsave, self.pke, self.apic, self.mwait]),
-                          W.HBox([self.quirk, self.hlt, self.xcr0]),
-                          W.HBox([self.run, self.reset, self.status]), self.view])
+        super().__init__(
+            [
+                W.HBox([self.osxsave, self.pke, self.apic, self.mwait]),
+                W.HBox([self.quirk, self.hlt, self.xcr0]),
+                W.HBox([self.run, self.reset, self.status]),
+                self.view,
+            ]
+        )
         self.refresh()
 
     def _changed(self, _change) -> None:
@@ -572,13 +674,18 @@ class RuntimeTriggers(W.VBox, _View):
         try:
             xcr0 = int(self.xcr0.value, 0)
         except ValueError:
-            self.status.value = f'<span style="color:{VERDICT_COLOURS["rejected"]}">XCR0 must be a number like 0x7</span>'
+            self.status.value = (
+                f'<span style="color:{VERDICT_COLOURS["rejected"]}">XCR0 must be a number like 0x7</span>'
+            )
             return
         cr4 = (CR4_OSXSAVE if self.osxsave.value else 0) | (CR4_PKE if self.pke.value else 0)
         quirks = ("MISC_ENABLE_NO_MWAIT",) if self.quirk.value else ()
         self.lab.set_state(
-            cr4=cr4, xcr0=xcr0, apic_base=APIC_DEFAULT_BASE | (APICBASE_ENABLE if self.apic.value else 0),
-            misc_enable=MISC_ENABLE_MWAIT if self.mwait.value else 0, quirks_disabled=quirks,
+            cr4=cr4,
+            xcr0=xcr0,
+            apic_base=APIC_DEFAULT_BASE | (APICBASE_ENABLE if self.apic.value else 0),
+            misc_enable=MISC_ENABLE_MWAIT if self.mwait.value else 0,
+            quirks_disabled=quirks,
             hlt_exits_disabled=self.hlt.value,
         )
 
@@ -587,11 +694,15 @@ class RuntimeTriggers(W.VBox, _View):
             s = self.lab.state
             self._syncing = True
             try:
-                for w, v in ((self.osxsave, bool((s.cr4 or 0) & CR4_OSXSAVE)), (self.pke, bool((s.cr4 or 0) & CR4_PKE)),
-                             (self.apic, s.apic_base is None or bool(s.apic_base & APICBASE_ENABLE)),
-                             (self.mwait, bool((s.misc_enable or 0) & MISC_ENABLE_MWAIT)),
-                             (self.quirk, "MISC_ENABLE_NO_MWAIT" in s.quirks_disabled), (self.hlt, s.hlt_exits_disabled),
-                             (self.xcr0, f"{s.xcr0 if s.xcr0 is not None else 1:#x}")):
+                for w, v in (
+                    (self.osxsave, bool((s.cr4 or 0) & CR4_OSXSAVE)),
+                    (self.pke, bool((s.cr4 or 0) & CR4_PKE)),
+                    (self.apic, s.apic_base is None or bool(s.apic_base & APICBASE_ENABLE)),
+                    (self.mwait, bool((s.misc_enable or 0) & MISC_ENABLE_MWAIT)),
+                    (self.quirk, "MISC_ENABLE_NO_MWAIT" in s.quirks_disabled),
+                    (self.hlt, s.hlt_exits_disabled),
+                    (self.xcr0, f"{s.xcr0 if s.xcr0 is not None else 1:#x}"),
+                ):
                     if w.value != v:
                         w.value = v
             finally:
@@ -600,8 +711,7 @@ class RuntimeTriggers(W.VBox, _View):
 
     def refresh(self) -> None:
         s = self.lab.state
-        status = ("<b>has run</b>: KVM_SET_CPUID2 now accepts only an identical table" if s.has_run
-                  else "not run yet")
+        status = "<b>has run</b>: KVM_SET_CPUID2 now accepts only an identical table" if s.has_run else "not run yet"
         if self.status.value != status:
             self.status.value = status
         view = runtime_view_html(self.lab)
@@ -609,8 +719,14 @@ class RuntimeTriggers(W.VBox, _View):
             self.view.value = view
 
 
-RUNTIME_FIELDS = (("osxsave", "1.ECX[27] OSXSAVE"), ("ospke", "7.0.ECX[4] OSPKE"), ("apic", "1.EDX[9] APIC"),
-                  ("monitor", "1.ECX[3] MWAIT"), ("xsave_size_enabled", "0xD.0 EBX"), ("xsaves_size_enabled", "0xD.1 EBX"))
+RUNTIME_FIELDS = (
+    ("osxsave", "1.ECX[27] OSXSAVE"),
+    ("ospke", "7.0.ECX[4] OSPKE"),
+    ("apic", "1.EDX[9] APIC"),
+    ("monitor", "1.ECX[3] MWAIT"),
+    ("xsave_size_enabled", "0xD.0 EBX"),
+    ("xsaves_size_enabled", "0xD.1 EBX"),
+)
 
 
 def runtime_view_html(lab: Lab) -> str:
@@ -663,8 +779,12 @@ class Xcr0Checkboxes(W.VBox, _View):
         current = lab.state.xcr0 if lab.state.xcr0 is not None else 1
         self.boxes: dict[int, W.Checkbox] = {}
         for b in bits:
-            cb = W.Checkbox(value=bool(current >> b & 1), description=f"{b} {XFEATURE_NAMES.get(b, '?')}",
-                            indent=False, layout=W.Layout(width="190px"))
+            cb = W.Checkbox(
+                value=bool(current >> b & 1),
+                description=f"{b} {XFEATURE_NAMES.get(b, '?')}",
+                indent=False,
+                layout=W.Layout(width="190px"),
+            )
             cb.observe(self._changed, "value")
             self.boxes[b] = cb
         self.result = W.HTML()
@@ -713,8 +833,10 @@ class Xcr0Checkboxes(W.VBox, _View):
                 sizes += f" · 0xD.1 EBX (compacted) <b>{e1.ebx}</b>"
         bad = VERDICT_COLOURS["rejected"]
         col = lambda s: f'<b style="color:{bad if s not in ("ok", "—") else VERDICT_COLOURS["accepted"]}">{s}</b>'  # noqa: E731
-        text = (f"XCR0 <code>{self.value:#x}</code>: guest XSETBV {col(r['xsetbv'])} · KVM_SET_XCRS {col(r['set_xcrs'])}"
-                f"<br><span style='font-size:85%'>{html.escape(r['explanation'])}</span>{sizes}")
+        text = (
+            f"XCR0 <code>{self.value:#x}</code>: guest XSETBV {col(r['xsetbv'])} · KVM_SET_XCRS {col(r['set_xcrs'])}"
+            f"<br><span style='font-size:85%'>{html.escape(r['explanation'])}</span>{sizes}"
+        )
         if text != self.result.value:
             self.result.value = text
 
@@ -741,7 +863,9 @@ class ExportImport(W.VBox, _View):
         try:
             p = self.lab.export_json(self.path.value)
         except Exception as e:  # noqa: BLE001 - shown to the user
-            self.message.value = f'<span style="color:{VERDICT_COLOURS["rejected"]}">export failed: {html.escape(str(e))}</span>'
+            self.message.value = (
+                f'<span style="color:{VERDICT_COLOURS["rejected"]}">export failed: {html.escape(str(e))}</span>'
+            )
             return None
         self.message.value = f"wrote {len(self.lab.table)} entries to <code>{html.escape(str(p))}</code>"
         return p
@@ -761,25 +885,42 @@ class CpuidToggler(W.VBox):
     """The main toggler: host, kernel, vendor; a register grid; widths; vCPU state; verdict;
     field table; export/import.  All views share one :class:`Lab` (``toggler.lab``)."""
 
-    def __init__(self, lab: Lab | None = None, leaf: int = 7, subleaf: int = 0, register: str = "ebx",
-                 live: bool | None = None, triggers: bool = True):
+    def __init__(
+        self,
+        lab: Lab | None = None,
+        leaf: int = 7,
+        subleaf: int = 0,
+        register: str = "ebx",
+        live: bool | None = None,
+        triggers: bool = True,
+    ):
         self.lab = lab or Lab()
         self.host = HostPicker(self.lab, live=live)
         self.kernel = KernelSelector(self.lab)
         self.vendor = VendorSelector(self.lab)
         self.grid = BitGrid(self.lab, leaf, subleaf, register)
         self.table = FieldTable(self.lab, scope=(leaf, subleaf))
-        self.picker = RegisterPicker(self.lab, self.grid, on_pick=lambda l, s, r: self.table.show_entry(l, s))
+        self.picker = RegisterPicker(
+            self.lab, self.grid, on_pick=lambda leaf, sub, _reg: self.table.show_entry(leaf, sub)
+        )
         self.widths = WidthSliders(self.lab)
         self.verdict = VerdictPanel(self.lab)
         self.triggers = RuntimeTriggers(self.lab)
         self.files = ExportImport(self.lab)
-        state = W.Accordion(children=[self.triggers, self.files], titles=("vCPU state and runtime triggers",
-                                                                             "export / import KVM JSON"))
+        state = W.Accordion(
+            children=[self.triggers, self.files], titles=("vCPU state and runtime triggers", "export / import KVM JSON")
+        )
         if triggers:
             state.selected_index = 0
-        children = [W.HBox([self.host, W.VBox([self.kernel, self.vendor])]), self.verdict, self.picker, self.grid,
-                    self.widths, state, self.table]
+        children = [
+            W.HBox([self.host, W.VBox([self.kernel, self.vendor])]),
+            self.verdict,
+            self.picker,
+            self.grid,
+            self.widths,
+            state,
+            self.table,
+        ]
         super().__init__(children)
         self.add_class("cpuidkit-toggler")
 
@@ -811,7 +952,9 @@ class LintPanel(W.HTML, _View):
         colours = {"illegal": VERDICT_COLOURS["rejected"], "insane": "#e65100", "info": "#555"}
         items = "".join(
             f'<li><b style="color:{colours[f.severity]}">{f.severity}</b> <code>{f.rule}</code>'
-            f'{" (intended)" if f.intended else ""}: {html.escape(f.detail or f.explanation)}</li>' for f in shown)
+            f"{' (intended)' if f.intended else ''}: {html.escape(f.detail or f.explanation)}</li>"
+            for f in shown
+        )
         head = f"<b>lint: {lint_class(fs)}</b> ({len(fs)} finding{'s' if len(fs) != 1 else ''})"
         value = head + (f"<ul style='margin:2px 0'>{items}</ul>" if items else "")
         if value != self.value:
@@ -837,10 +980,14 @@ class KernelBehaviours(W.HTML, _View):
         rows = []
         for bid in self.ids:
             b = k.behaviour(bid)
-            rows.append(f"<tr><td><code>{bid}</code></td><td><b>{html.escape(b.value)}</b></td><td>{b.range_text}</td>"
-                        f"<td>{html.escape(b.function)}</td><td style='font-size:85%'>{html.escape(b.summary)}</td></tr>")
-        self.value = (f"<b>kernel {k.name}</b><table style='font-size:85%'><tr><th>behaviour</th><th>value</th>"
-                      f"<th>range</th><th>function</th><th>what it means</th></tr>{''.join(rows)}</table>")
+            rows.append(
+                f"<tr><td><code>{bid}</code></td><td><b>{html.escape(b.value)}</b></td><td>{b.range_text}</td>"
+                f"<td>{html.escape(b.function)}</td><td style='font-size:85%'>{html.escape(b.summary)}</td></tr>"
+            )
+        self.value = (
+            f"<b>kernel {k.name}</b><table style='font-size:85%'><tr><th>behaviour</th><th>value</th>"
+            f"<th>range</th><th>function</th><th>what it means</th></tr>{''.join(rows)}</table>"
+        )
 
 
 class RejectionExplorer(W.VBox, _View):
@@ -851,10 +998,19 @@ class RejectionExplorer(W.VBox, _View):
     def __init__(self, lab: Lab):
         self._subscribe(lab)
         self.base = lab.table
-        self.entries = W.IntSlider(description="entries", min=0, max=300, value=len(self.base),
-                                   continuous_update=False, layout=W.Layout(width="420px"))
-        self.width = W.Dropdown(description="linear width", options=[0, 32, 39, 48, 50, 52, 57, 64],
-                                value=self.base.get_field("virt_addr_bits") or 0)
+        self.entries = W.IntSlider(
+            description="entries",
+            min=0,
+            max=300,
+            value=len(self.base),
+            continuous_update=False,
+            layout=W.Layout(width="420px"),
+        )
+        self.width = W.Dropdown(
+            description="linear width",
+            options=[0, 32, 39, 48, 50, 52, 57, 64],
+            value=self.base.get_field("virt_addr_bits") or 0,
+        )
         self.tiledata = W.Checkbox(description="0xD.0 EAX[18] TILEDATA", value=False, indent=False)
         self.permission = W.Checkbox(description="arch_prctl(ARCH_REQ_XCOMP_GUEST_PERM, 18)", value=False, indent=False)
         self.after_run = W.Checkbox(description="after KVM_RUN, flip 6.EAX[0]", value=False, indent=False)
@@ -862,8 +1018,9 @@ class RejectionExplorer(W.VBox, _View):
             w.style.description_width = "90px" if w is not self.tiledata else "initial"
             w.observe(lambda _c: self.apply(), "value")
         self.verdict = VerdictPanel(lab)
-        super().__init__([self.entries, self.width, W.HBox([self.tiledata, self.permission]), self.after_run,
-                          self.verdict])
+        super().__init__(
+            [self.entries, self.width, W.HBox([self.tiledata, self.permission]), self.after_run, self.verdict]
+        )
 
     def table_for_settings(self):
         t = self.base.set_field("virt_addr_bits", self.width.value)
@@ -903,9 +1060,9 @@ class ReviewPanel(W.VBox, _View):
     def refresh(self) -> None:
         from IPython.display import Markdown, display
 
-
-        self.review = review(self.lab.table, self.lab.host, self.lab.kernel, self.lab.vendor, self.pool,
-                             intended=self.intended)
+        self.review = review(
+            self.lab.table, self.lab.host, self.lab.kernel, self.lab.vendor, self.pool, intended=self.intended
+        )
         self.out.clear_output()
         with self.out:
             display(Markdown(self.review._repr_markdown_()))

@@ -39,9 +39,10 @@ from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Mapping, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from cpuidkit._files import data_path, read_csv
 from cpuidkit.core.bits import FLAG_SIGNIFICANT_INDEX, extract_bits, set_bits
@@ -119,8 +120,13 @@ _HYPERVISOR_BASES = range(0x40000000, 0x40010000, 0x100)
 # Ranges of leaves, each with its own maximum in its base leaf's EAX.  The basic and extended
 # ranges are the architectural ones; 0x20000000 (Xeon Phi), 0x80860000 (Transmeta) and
 # 0xC0000000 (Centaur) are probed by dump tools and judged against their own base.
-_RANGES = ((0x0, 0x20000000), (0x20000000, 0x40000000), (0x80000000, 0x80860000),
-           (0x80860000, 0x80870000), (0xC0000000, 0xC0010000))
+_RANGES = (
+    (0x0, 0x20000000),
+    (0x20000000, 0x40000000),
+    (0x80000000, 0x80860000),
+    (0x80860000, 0x80870000),
+    (0xC0000000, 0xC0010000),
+)
 
 # Leaves whose subleaf 0 EAX is the maximum subleaf (Intel SDM Vol. 2A CPUID).
 _SUBLEAF_MAX_LEAVES = (0x7, 0x14, 0x1D, 0x24)
@@ -198,15 +204,22 @@ def rules() -> dict[str, Rule]:
         if rid in out:
             raise InputError(f"duplicate rule id {rid!r}", source=source, where=where)
         if row["class"] not in CLASSES:
-            raise InputError(f"class must be one of {', '.join(CLASSES)}, got {row['class']!r}", source=source, where=where)
+            raise InputError(
+                f"class must be one of {', '.join(CLASSES)}, got {row['class']!r}", source=source, where=where
+            )
         if row["kvm_checks"] not in ("yes", "no"):
             raise InputError(f"kvm_checks must be yes or no, got {row['kvm_checks']!r}", source=source, where=where)
         for col in ("explanation", "reference", "if_ignored"):
             if not row[col]:
                 raise InputError(f"{col} is empty", source=source, where=where)
         out[rid] = Rule(
-            rid, row["class"], tuple(f for f in row["fields"].split(";") if f), row["explanation"],
-            row["reference"], row["kvm_checks"] == "yes", row["if_ignored"],
+            rid,
+            row["class"],
+            tuple(f for f in row["fields"].split(";") if f),
+            row["explanation"],
+            row["reference"],
+            row["kvm_checks"] == "yes",
+            row["if_ignored"],
         )
     return out
 
@@ -284,7 +297,7 @@ class _Hit(NamedTuple):
 class _View:
     """The table, the host, and the reads every rule needs."""
 
-    def __init__(self, table: CpuidTable, host: "HostProfile | None"):
+    def __init__(self, table: CpuidTable, host: HostProfile | None):
         self.table = table
         self.host = host
         self.max_basic = table.max_basic_leaf
@@ -421,8 +434,9 @@ def _linear_width_invalid(v: _View):
     allowed = (48, 57) if lm else (0, 32, 48, 57)
     if width not in allowed:
         cpu = "a 64-bit CPU (lm=1)" if lm else "a CPU without long mode"
-        yield _Hit(("virt_addr_bits",), f"0x80000008.EAX[15:8] = {width} on {cpu}; expected "
-                   f"{' or '.join(map(str, allowed))}")
+        yield _Hit(
+            ("virt_addr_bits",), f"0x80000008.EAX[15:8] = {width} on {cpu}; expected {' or '.join(map(str, allowed))}"
+        )
 
 
 @_rule("xcr0_supervisor_component")
@@ -444,8 +458,10 @@ def _xcr0_fp_sse_missing(v: _View):
         return
     missing = [b for b in (0, 1) if not v.xcr0 >> b & 1]
     if missing:
-        yield _Hit(("xsave", *(_xcr0_field(b) for b in missing)),
-                   f"XSAVE is set but 0xD.0 EAX lacks {_components_text(missing)}")
+        yield _Hit(
+            ("xsave", *(_xcr0_field(b) for b in missing)),
+            f"XSAVE is set but 0xD.0 EAX lacks {_components_text(missing)}",
+        )
 
 
 @_rule("xcr0_ymm_without_sse")
@@ -466,16 +482,23 @@ def _xsave_supervisor_flag_mismatch(v: _View):
     for bit, c in sorted(v.components.items()):
         in_xcr0, in_xss = v.xcr0 >> bit & 1, v.xss >> bit & 1
         if in_xcr0 and c.supervisor:
-            yield _Hit((f"0xd.{bit}.ecx[0]", _xcr0_field(bit)),
-                       f"component {bit} ({c.name}) is listed in 0xD.0 (user) but 0xD.{bit} ECX[0] says supervisor")
+            yield _Hit(
+                (f"0xd.{bit}.ecx[0]", _xcr0_field(bit)),
+                f"component {bit} ({c.name}) is listed in 0xD.0 (user) but 0xD.{bit} ECX[0] says supervisor",
+            )
         elif in_xss and not c.supervisor:
-            yield _Hit((f"0xd.{bit}.ecx[0]", _xss_field(bit)),
-                       f"component {bit} ({c.name}) is listed in 0xD.1 (supervisor) but 0xD.{bit} ECX[0] says user")
+            yield _Hit(
+                (f"0xd.{bit}.ecx[0]", _xss_field(bit)),
+                f"component {bit} ({c.name}) is listed in 0xD.1 (supervisor) but 0xD.{bit} ECX[0] says user",
+            )
 
 
 def _listed_user_components(v: _View):
-    return [(b, v.components[b]) for b in set_bits(v.xcr0) if b >= 2 and b in v.components
-            and not v.components[b].supervisor and b != 63]
+    return [
+        (b, v.components[b])
+        for b in set_bits(v.xcr0)
+        if b >= 2 and b in v.components and not v.components[b].supervisor and b != 63
+    ]
 
 
 @_rule("xsave_max_size_too_small")
@@ -488,8 +511,10 @@ def _xsave_max_size_too_small(v: _View):
         return
     for b, c in _listed_user_components(v):
         if c.offset + c.size > e.ecx:
-            yield _Hit(("xsave_size_max", f"0xd.{b}.eax", f"0xd.{b}.ebx"),
-                       f"component {b} ({c.name}) ends at {c.offset + c.size} but 0xD.0 ECX = {e.ecx}")
+            yield _Hit(
+                ("xsave_size_max", f"0xd.{b}.eax", f"0xd.{b}.ebx"),
+                f"component {b} ({c.name}) ends at {c.offset + c.size} but 0xD.0 ECX = {e.ecx}",
+            )
 
 
 @_rule("xsave_offsets_overlap")
@@ -497,16 +522,21 @@ def _xsave_offsets_overlap(v: _View):
     comps = [(b, c) for b, c in _listed_user_components(v) if c.size]
     for b, c in comps:
         if c.offset < _LEGACY_AND_HEADER:
-            yield _Hit((f"0xd.{b}.ebx",), f"component {b} ({c.name}) starts at {c.offset}, inside the legacy "
-                       f"area and header (the first {_LEGACY_AND_HEADER} bytes)")
+            yield _Hit(
+                (f"0xd.{b}.ebx",),
+                f"component {b} ({c.name}) starts at {c.offset}, inside the legacy "
+                f"area and header (the first {_LEGACY_AND_HEADER} bytes)",
+            )
     for i, (b1, c1) in enumerate(comps):
-        for b2, c2 in comps[i + 1:]:
+        for b2, c2 in comps[i + 1 :]:
             if {b1, b2} & {_APX} and {b1, b2} & set(_MPX):
                 continue
             if c1.offset < c2.offset + c2.size and c2.offset < c1.offset + c1.size:
-                yield _Hit((f"0xd.{b1}.ebx", f"0xd.{b2}.ebx"),
-                           f"component {b1} ({c1.name}) at {c1.offset}+{c1.size} overlaps component {b2} "
-                           f"({c2.name}) at {c2.offset}+{c2.size}")
+                yield _Hit(
+                    (f"0xd.{b1}.ebx", f"0xd.{b2}.ebx"),
+                    f"component {b1} ({c1.name}) at {c1.offset}+{c1.size} overlaps component {b2} "
+                    f"({c2.name}) at {c2.offset}+{c2.size}",
+                )
 
 
 @_rule("maxphyaddr_out_of_range")
@@ -524,8 +554,10 @@ def _xcr0_amx_pair(v: _View):
     cfg, data = v.xcr0 >> 17 & 1, v.xcr0 >> 18 & 1
     if cfg != data:
         have, lack = (17, 18) if cfg else (18, 17)
-        yield _Hit((_xcr0_field(17), _xcr0_field(18)),
-                   f"0xD.0 lists {_components_text([have])} without {_components_text([lack])}")
+        yield _Hit(
+            (_xcr0_field(17), _xcr0_field(18)),
+            f"0xD.0 lists {_components_text([have])} without {_components_text([lack])}",
+        )
 
 
 @_rule("xcr0_avx512_partial")
@@ -533,8 +565,10 @@ def _xcr0_avx512_partial(v: _View):
     m = v.xcr0 >> 5 & 0b111
     if m and m != 0b111:
         listed = [b for b in (5, 6, 7) if m >> (b - 5) & 1]
-        yield _Hit(tuple(_xcr0_field(b) for b in (5, 6, 7)),
-                   f"0xD.0 lists only {_components_text(listed)} of the three AVX-512 components")
+        yield _Hit(
+            tuple(_xcr0_field(b) for b in (5, 6, 7)),
+            f"0xD.0 lists only {_components_text(listed)} of the three AVX-512 components",
+        )
     elif m == 0b111 and not v.xcr0 & 0b100:
         yield _Hit((_xcr0_field(2), _xcr0_field(5)), "0xD.0 lists the AVX-512 components but not YMM (bit 2)")
 
@@ -544,8 +578,10 @@ def _xcr0_mpx_pair(v: _View):
     regs, csr = v.xcr0 >> 3 & 1, v.xcr0 >> 4 & 1
     if regs != csr:
         have, lack = (3, 4) if regs else (4, 3)
-        yield _Hit((_xcr0_field(3), _xcr0_field(4)),
-                   f"0xD.0 lists {_components_text([have])} without {_components_text([lack])}")
+        yield _Hit(
+            (_xcr0_field(3), _xcr0_field(4)),
+            f"0xD.0 lists {_components_text([have])} without {_components_text([lack])}",
+        )
 
 
 # ---- insane: addresses
@@ -581,8 +617,10 @@ def _maxphyaddr_below_host(v: _View):
         return
     guest, host = v.guest_maxphyaddr, h.maxphyaddr
     if guest < host:
-        yield _Hit(("phys_addr_bits",), f"guest MAXPHYADDR {guest} < host {h.name} MAXPHYADDR {host} "
-                   "(allow_smaller_maxphyaddr off)")
+        yield _Hit(
+            ("phys_addr_bits",),
+            f"guest MAXPHYADDR {guest} < host {h.name} MAXPHYADDR {host} (allow_smaller_maxphyaddr off)",
+        )
 
 
 @_rule("guest_phys_bits_above_maxphyaddr")
@@ -603,8 +641,10 @@ def _xcr0_beyond_host(v: _View):
     ok = h.kvm_supported_xcr0(h.vendor_for()) | 1
     extra = [b for b in set_bits(v.xcr0 & ~ok) if b not in _SUPERVISOR_COMPONENTS and b != 63]
     if extra:
-        yield _Hit(tuple(_xcr0_field(b) for b in extra),
-                   f"0xD.0 lists {_components_text(extra)}, which KVM on host {h.name} cannot give a guest")
+        yield _Hit(
+            tuple(_xcr0_field(b) for b in extra),
+            f"0xD.0 lists {_components_text(extra)}, which KVM on host {h.name} cannot give a guest",
+        )
 
 
 @_rule("sgx_xfrm_not_subset")
@@ -617,8 +657,10 @@ def _sgx_xfrm_not_subset(v: _View):
     xfrm = e.ecx | e.edx << 32
     extra = set_bits(xfrm & ~(v.xcr0 | 0b11))
     if extra:
-        yield _Hit(("sgx_xfrm_lo", "sgx_xfrm_hi", "xcr0_supported_lo"),
-                   f"0x12.1 allows XFRM bit(s) {_components_text(extra)} that 0xD.0 does not list")
+        yield _Hit(
+            ("sgx_xfrm_lo", "sgx_xfrm_hi", "xcr0_supported_lo"),
+            f"0x12.1 allows XFRM bit(s) {_components_text(extra)} that 0xD.0 does not list",
+        )
 
 
 # ---- insane: table structure
@@ -653,8 +695,10 @@ def _subleaf_beyond_max(v: _View):
             continue
         beyond = sorted({e.index for e in v.table if e.function == leaf and e.significant_index and e.index > e0.eax})
         if beyond:
-            yield _Hit(tuple(_leaf_field(leaf, i) for i in beyond),
-                       f"subleaf(s) {', '.join(map(str, beyond))} of leaf {leaf:#x} above its maximum {e0.eax}")
+            yield _Hit(
+                tuple(_leaf_field(leaf, i) for i in beyond),
+                f"subleaf(s) {', '.join(map(str, beyond))} of leaf {leaf:#x} above its maximum {e0.eax}",
+            )
 
 
 def _kvm_bases(v: _View) -> list[int]:
@@ -673,8 +717,9 @@ def _kvm_bases(v: _View) -> list[int]:
 def _kvm_pv_without_hypervisor(v: _View):
     bases = _kvm_bases(v)
     if bases and not v.flag("hypervisor"):
-        yield _Hit(("hypervisor", f"{bases[0]:#x}.0.ebx"),
-                   f"KVM signature at {bases[0]:#x} but CPUID.1.ECX.hypervisor = 0")
+        yield _Hit(
+            ("hypervisor", f"{bases[0]:#x}.0.ebx"), f"KVM signature at {bases[0]:#x} but CPUID.1.ECX.hypervisor = 0"
+        )
 
 
 @_rule("kvm_pv_features_without_signature")
@@ -685,9 +730,11 @@ def _kvm_pv_features_without_signature(v: _View):
         base = e.function & ~0xFF
         b = v.table.get(base)
         if b is None or not (b.ebx or b.ecx or b.edx):
-            yield _Hit((_leaf_field(e.function, 0), _leaf_field(base, 0)),
-                       f"features leaf {e.function:#x} has bits set but {base:#x} "
-                       f"{'is missing' if b is None else 'has no signature'}")
+            yield _Hit(
+                (_leaf_field(e.function, 0), _leaf_field(base, 0)),
+                f"features leaf {e.function:#x} has bits set but {base:#x} "
+                f"{'is missing' if b is None else 'has no signature'}",
+            )
 
 
 @_rule("vendor_leaf_mismatch")
@@ -699,11 +746,16 @@ def _vendor_leaf_mismatch(v: _View):
         foreign, owner = _AMD_ONLY_LEAVES, "AMD"
     else:
         return
-    used = [f for f in foreign if v.in_range(f) and any(
-        e.function == f and (e.eax or e.ebx or e.ecx or e.edx) for e in v.table)]
+    used = [
+        f
+        for f in foreign
+        if v.in_range(f) and any(e.function == f and (e.eax or e.ebx or e.ecx or e.edx) for e in v.table)
+    ]
     if used:
-        yield _Hit(("cpu_vendorid_0", *(_leaf_field(f) for f in used)),
-                   f"vendor {vendor} with {owner}-only leaf/leaves {', '.join(f'{f:#x}' for f in used)} filled in")
+        yield _Hit(
+            ("cpu_vendorid_0", *(_leaf_field(f) for f in used)),
+            f"vendor {vendor} with {owner}-only leaf/leaves {', '.join(f'{f:#x}' for f in used)} filled in",
+        )
 
 
 @_rule("duplicate_entry")
@@ -714,8 +766,10 @@ def _duplicate_entry(v: _View):
         indexed = e.function in ARCH_INDEXED_FUNCTIONS
         dup = (e.function, e.index) in seen if indexed else e.function in seen_fn
         if dup:
-            yield _Hit((_leaf_field(e.function, e.index),),
-                       f"entry {pos} ({e.function:#x}.{e.index}) repeats an earlier entry; KVM uses the first")
+            yield _Hit(
+                (_leaf_field(e.function, e.index),),
+                f"entry {pos} ({e.function:#x}.{e.index}) repeats an earlier entry; KVM uses the first",
+            )
         seen.add((e.function, e.index))
         seen_fn.add(e.function)
 
@@ -751,11 +805,20 @@ def _indexed_leaf_without_flag(v: _View):
         bare = [e for e in ents if not e.significant_index]
         if not bare or (len(ents) == 1 and _lone_entry_harmless(ents[0])):
             continue
-        why = "" if f in kvm else (" (KVM's cpuid_function_is_indexed does not list this leaf, so tables built "
-                                   "by KVM's rules leave the flag off)")
-        yield _Hit((_leaf_field(f),), f"{len(bare)} of {len(ents)} entr{'y' if len(ents) == 1 else 'ies'} of leaf "
-                   f"{f:#x} lack{'s' if len(bare) == 1 else ''} the significant-index flag; KVM returns subleaf "
-                   f"{bare[0].index}'s data for every subleaf not listed before it{why}")
+        why = (
+            ""
+            if f in kvm
+            else (
+                " (KVM's cpuid_function_is_indexed does not list this leaf, so tables built "
+                "by KVM's rules leave the flag off)"
+            )
+        )
+        yield _Hit(
+            (_leaf_field(f),),
+            f"{len(bare)} of {len(ents)} entr{'y' if len(ents) == 1 else 'ies'} of leaf "
+            f"{f:#x} lack{'s' if len(bare) == 1 else ''} the significant-index flag; KVM returns subleaf "
+            f"{bare[0].index}'s data for every subleaf not listed before it{why}",
+        )
 
 
 @_rule("flag_on_unindexed_leaf")
@@ -780,8 +843,10 @@ def _xstate_component_without_subleaf(v: _View):
     listed = [b for b in set_bits(v.xcr0 | v.xss) if 2 <= b < 63]
     missing = [b for b in listed if b not in v.components or not v.components[b].size]
     if missing:
-        yield _Hit(tuple(_leaf_field(0xD, b) for b in missing),
-                   f"listed component(s) {_components_text(missing)} have no 0xD subleaf with a size")
+        yield _Hit(
+            tuple(_leaf_field(0xD, b) for b in missing),
+            f"listed component(s) {_components_text(missing)} have no 0xD subleaf with a size",
+        )
 
 
 @_rule("os_bit_without_feature")
@@ -796,19 +861,28 @@ def _os_bit_without_feature(v: _View):
 
 @_rule("runtime_owned_value")
 def _runtime_owned_value(v: _View):
-    for name, reset, driver in (("osxsave", 0, "CR4.OSXSAVE"), ("ospke", 0, "CR4.PKE"),
-                                ("apic", 1, "IA32_APIC_BASE.EN")):
+    for name, reset, driver in (
+        ("osxsave", 0, "CR4.OSXSAVE"),
+        ("ospke", 0, "CR4.PKE"),
+        ("apic", 1, "IA32_APIC_BASE.EN"),
+    ):
         val = v.field(name)
         if val is not None and val != reset:
             yield _Hit((name,), f"{name} = {val}; KVM stores {driver} there ({reset} after reset)")
     d0 = v.visible(0xD, 0)
     if d0 is not None and d0.ebx != _LEGACY_AND_HEADER:
-        yield _Hit(("xsave_size_enabled",), f"0xD.0 EBX = {d0.ebx}; KVM stores the XSAVE size for the current "
-                   f"XCR0 there ({_LEGACY_AND_HEADER} after reset)")
+        yield _Hit(
+            ("xsave_size_enabled",),
+            f"0xD.0 EBX = {d0.ebx}; KVM stores the XSAVE size for the current "
+            f"XCR0 there ({_LEGACY_AND_HEADER} after reset)",
+        )
     d1 = v.visible(0xD, 1)
     if d1 is not None and d1.eax & 0b1010 and d1.ebx != _LEGACY_AND_HEADER:
-        yield _Hit(("xsaves_size_enabled",), f"0xD.1 EBX = {d1.ebx}; with XSAVEC/XSAVES KVM stores the compacted "
-                   f"size for XCR0 (| IA32_XSS) there ({_LEGACY_AND_HEADER} after reset)")
+        yield _Hit(
+            ("xsaves_size_enabled",),
+            f"0xD.1 EBX = {d1.ebx}; with XSAVEC/XSAVES KVM stores the compacted "
+            f"size for XCR0 (| IA32_XSS) there ({_LEGACY_AND_HEADER} after reset)",
+        )
 
 
 @_rule("sgx_flag_without_leaf")
@@ -840,9 +914,11 @@ def _dependency_check(rule_id: str) -> Callable[[_View], Iterator[_Hit]]:
                 continue
             missing = [r for r in reqs if not v.ref(r)]
             if missing:
-                yield _Hit((_ref_field(feature), *(_ref_field(r) for r in missing)),
-                           f"{_ref_text(feature)} is set but {', '.join(_ref_text(r) for r in missing)} "
-                           f"{'is' if len(missing) == 1 else 'are'} not")
+                yield _Hit(
+                    (_ref_field(feature), *(_ref_field(r) for r in missing)),
+                    f"{_ref_text(feature)} is set but {', '.join(_ref_text(r) for r in missing)} "
+                    f"{'is' if len(missing) == 1 else 'are'} not",
+                )
 
     check.__name__ = f"dependency_{rule_id}"
     return check
@@ -898,10 +974,13 @@ def load_intended(path: str | Path) -> dict[str, str]:
     except UnicodeDecodeError:
         raise InputError("not UTF-8 text", source=str(path)) from None
     except json.JSONDecodeError as e:
-        raise InputError(f"not valid JSON: {e.msg}", source=str(path), where=f"line {e.lineno} column {e.colno}") from None
+        raise InputError(
+            f"not valid JSON: {e.msg}", source=str(path), where=f"line {e.lineno} column {e.colno}"
+        ) from None
     if not isinstance(doc, dict) or set(doc) - {"intended", "comment"} or not isinstance(doc.get("intended"), dict):
-        raise InputError('expected {"intended": {"rule or rule@field": "note", ...}} (and optionally "comment")',
-                         source=str(path))
+        raise InputError(
+            'expected {"intended": {"rule or rule@field": "note", ...}} (and optionally "comment")', source=str(path)
+        )
     return parse_intended(doc["intended"], source=str(path))
 
 
@@ -918,7 +997,7 @@ def _intended_note(intended: dict[str, str], f: Finding) -> str | None:
 # -- running the lint ------------------------------------------------------------------------------
 
 
-def _resolve_host(host) -> "HostProfile | None":
+def _resolve_host(host) -> HostProfile | None:
     if host is None:
         return None
 
@@ -945,8 +1024,16 @@ def lint_table(table: CpuidTable, host=None, intended=None) -> list[Finding]:
         if rid in _HOST_RULES and view.host is None:
             continue
         for hit in impl[rid](view):
-            f = Finding(rid, rule.severity, hit.fields, rule.explanation, rule.reference, hit.detail,
-                        rule.kvm_checks, rule.if_ignored)
+            f = Finding(
+                rid,
+                rule.severity,
+                hit.fields,
+                rule.explanation,
+                rule.reference,
+                hit.detail,
+                rule.kvm_checks,
+                rule.if_ignored,
+            )
             note = _intended_note(marks, f)
             if note is not None:
                 f = replace(f, intended=True, note=note)
@@ -969,8 +1056,10 @@ def rules_markdown() -> str:
         what = r.explanation
         if r.id in deps:
             what += " Edges: " + ", ".join(deps[r.id]) + "."
-        lines.append(f"| `{r.id}` | {r.severity} | {'yes' if r.kvm_checks else 'no'} | {cell(what)} | "
-                     f"{cell(r.reference)} | {cell(r.if_ignored)} |")
+        lines.append(
+            f"| `{r.id}` | {r.severity} | {'yes' if r.kvm_checks else 'no'} | {cell(what)} | "
+            f"{cell(r.reference)} | {cell(r.if_ignored)} |"
+        )
     return "\n".join(lines)
 
 
@@ -1104,8 +1193,11 @@ def matrix(cases, kernel: str = "6.18", vendor: str = "vmx", host=None) -> Matri
     for c in _cases(cases):
         out = check(c.table, kernel=kernel, vendor=vendor, host=h, state=c.state)
         fs = lint_table(c.table, host=h, intended=c.intended)
-        rows.append(MatrixRow(c.name, out.verdict, out.errno, out.error.rule if out.error else None,
-                              lint_class(fs), fs, c.description))
+        rows.append(
+            MatrixRow(
+                c.name, out.verdict, out.errno, out.error.rule if out.error else None, lint_class(fs), fs, c.description
+            )
+        )
     return Matrix(rows, kernel, vendor, h.name)
 
 
@@ -1116,8 +1208,9 @@ def guest_ready(table: CpuidTable) -> CpuidTable:
     fields KVM computes at run time get the values KVM stores after
     KVM_SET_CPUID2 on a reset vCPU (OSXSAVE 0, OSPKE 0, APIC 1, XSAVE sizes 576).
     """
-    ents = [e.replace(flags=e.flags | FLAG_SIGNIFICANT_INDEX) if e.function in ARCH_INDEXED_FUNCTIONS else e
-            for e in table]
+    ents = [
+        e.replace(flags=e.flags | FLAG_SIGNIFICANT_INDEX) if e.function in ARCH_INDEXED_FUNCTIONS else e for e in table
+    ]
     t = CpuidTable(ents, source=table.source)
     for name, value in (("osxsave", 0), ("ospke", 0), ("apic", 1)):
         if t.get_field(name) is not None:
@@ -1166,19 +1259,39 @@ def example_cases(host=None) -> list[Case]:
     on_purpose = {"pkru_without_pku": "mimics an AMD Zen 2 host (PKRU state listed, PKU not) on purpose"}
     return [
         Case("clean", plain, description="the host's CPUID as a guest template (runtime fields at reset values)"),
-        Case("runtime-values", plain.set_field("osxsave", 1),
-             description="OSXSAVE=1 as in a bare-metal dump: KVM overwrites it"),
-        Case("avx512-without-state", no_avx512_state(plain),
-             description="AVX-512F set, its three XCR0 components not listed"),
-        Case("zen2-pkru-intended", zen2_pkru(plain), intended=on_purpose,
-             description="PKRU state without PKU, marked intended"),
-        Case("supervisor-in-xcr0", plain.set_field("0xd.0.eax[11]", 1),
-             description="CET_U (a supervisor component) listed in 0xD.0: KVM masks it and accepts"),
+        Case(
+            "runtime-values",
+            plain.set_field("osxsave", 1),
+            description="OSXSAVE=1 as in a bare-metal dump: KVM overwrites it",
+        ),
+        Case(
+            "avx512-without-state",
+            no_avx512_state(plain),
+            description="AVX-512F set, its three XCR0 components not listed",
+        ),
+        Case(
+            "zen2-pkru-intended",
+            zen2_pkru(plain),
+            intended=on_purpose,
+            description="PKRU state without PKU, marked intended",
+        ),
+        Case(
+            "supervisor-in-xcr0",
+            plain.set_field("0xd.0.eax[11]", 1),
+            description="CET_U (a supervisor component) listed in 0xD.0: KVM masks it and accepts",
+        ),
         Case("rejected-clean", rejected, description=why),
         Case("rejected-runtime-values", rejected.set_field("osxsave", 1), description=why + "; OSXSAVE=1"),
         Case("rejected-avx512-without-state", no_avx512_state(rejected), description=why + "; AVX-512F without state"),
-        Case("rejected-zen2-pkru-intended", zen2_pkru(rejected), intended=on_purpose,
-             description=why + "; PKRU without PKU, marked intended"),
-        Case("linear-width-50", plain.set_field("virt_addr_bits", 50),
-             description="0x80000008.EAX[15:8] = 50: illegal, and KVM says EINVAL"),
+        Case(
+            "rejected-zen2-pkru-intended",
+            zen2_pkru(rejected),
+            intended=on_purpose,
+            description=why + "; PKRU without PKU, marked intended",
+        ),
+        Case(
+            "linear-width-50",
+            plain.set_field("virt_addr_bits", 50),
+            description="0x80000008.EAX[15:8] = 50: illegal, and KVM says EINVAL",
+        ),
     ]

@@ -29,9 +29,10 @@ from __future__ import annotations
 import html
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 from cpuidkit.analysis.addressing import (
     guest_linear_bits,
@@ -67,8 +68,17 @@ from cpuidkit.live import resolve_host
 if TYPE_CHECKING:  # pragma: no cover
     from cpuidkit.core.hosts import HostProfile
 
-__all__ = ["Review", "review", "render_markdown", "render_html", "render", "FORMATS", "RELEVANCE", "GENERAL",
-           "NOT_ABOUT_THE_TABLE"]
+__all__ = [
+    "Review",
+    "review",
+    "render_markdown",
+    "render_html",
+    "render",
+    "FORMATS",
+    "RELEVANCE",
+    "GENERAL",
+    "NOT_ABOUT_THE_TABLE",
+]
 
 FORMATS = ("markdown", "html", "json")
 _TILEDATA = 1 << 18
@@ -82,20 +92,20 @@ class Section:
     title: str
     blocks: list = field(default_factory=list)
 
-    def p(self, text: str) -> "Section":
+    def p(self, text: str) -> Section:
         self.blocks.append(("p", text))
         return self
 
-    def ul(self, items: list[str]) -> "Section":
+    def ul(self, items: list[str]) -> Section:
         if items:
             self.blocks.append(("ul", list(items)))
         return self
 
-    def table(self, header: list[str], rows: list[list[str]]) -> "Section":
+    def table(self, header: list[str], rows: list[list[str]]) -> Section:
         self.blocks.append(("table", header, rows))
         return self
 
-    def figure(self, name: str, caption: str) -> "Section":
+    def figure(self, name: str, caption: str) -> Section:
         self.blocks.append(("figure", name, caption))
         return self
 
@@ -177,7 +187,7 @@ def _display(name: str) -> str:
 @dataclass
 class _Ctx:
     t: CpuidTable
-    host: "HostProfile"
+    host: HostProfile
     kernel: str
     vendor: str
     outcome: object
@@ -224,15 +234,19 @@ def _tiledata(c: _Ctx, old: str, new: str) -> str | None:
 
 def _cet_smaller(c: _Ctx, old: str, new: str) -> str | None:
     if (c.has("shstk") or c.has("ibt")) and c.g_maxpa < c.host.maxphyaddr and c.vendor == "vmx":
-        return (f"the template has CET (shstk/ibt) and a MAXPHYADDR ({c.g_maxpa}) below the host's "
-                f"({c.host.maxphyaddr}), which a host may handle with kvm_intel.allow_smaller_maxphyaddr=1")
+        return (
+            f"the template has CET (shstk/ibt) and a MAXPHYADDR ({c.g_maxpa}) below the host's "
+            f"({c.host.maxphyaddr}), which a host may handle with kvm_intel.allow_smaller_maxphyaddr=1"
+        )
     return None
 
 
 def _caps(c: _Ctx, old: str, new: str) -> str | None:
     if c.beyond:
-        return (f"the template advertises {_plural(len(c.beyond), 'feature')} KVM does not virtualize on this "
-                f"host ({_names(c.beyond, 6)})")
+        return (
+            f"the template advertises {_plural(len(c.beyond), 'feature')} KVM does not virtualize on this "
+            f"host ({_names(c.beyond, 6)})"
+        )
     return None
 
 
@@ -242,11 +256,27 @@ def _added_tokens(old: str, new: str) -> list[str]:
     return [b[k] for k in b if k not in a] + [a[k] for k in a if k not in b]
 
 
-_CR4_FEATURE_FLAGS = {"PCIDE": ("pcid",), "LAM_SUP": ("lam",), "CET": ("shstk", "ibt"), "OSXSAVE": ("xsave",),
-                      "SMEP": ("smep",), "SMAP": ("smap",), "FSGSBASE": ("fsgsbase",), "PKE": ("pku",),
-                      "LA57": ("la57",), "UMIP": ("umip",), "VMXE": ("vmx",)}
-_EFER_FEATURE_FLAGS = {"AUTOIBRS": ("autoibrs",), "LME": ("lm",), "LMA": ("lm",), "NX": ("nx",), "SVME": ("svm",),
-                       "FFXSR": ("fxsr_opt",)}
+_CR4_FEATURE_FLAGS = {
+    "PCIDE": ("pcid",),
+    "LAM_SUP": ("lam",),
+    "CET": ("shstk", "ibt"),
+    "OSXSAVE": ("xsave",),
+    "SMEP": ("smep",),
+    "SMAP": ("smap",),
+    "FSGSBASE": ("fsgsbase",),
+    "PKE": ("pku",),
+    "LA57": ("la57",),
+    "UMIP": ("umip",),
+    "VMXE": ("vmx",),
+}
+_EFER_FEATURE_FLAGS = {
+    "AUTOIBRS": ("autoibrs",),
+    "LME": ("lm",),
+    "LMA": ("lm",),
+    "NX": ("nx",),
+    "SVME": ("svm",),
+    "FFXSR": ("fxsr_opt",),
+}
 
 
 def _token_rule(table: dict[str, tuple[str, ...]], what: str) -> Relevance:
@@ -267,8 +297,10 @@ def _gpb(c: _Ctx, old: str, new: str) -> str | None:
     if gpb:
         return f"the template sets GuestPhysBits (0x80000008 EAX[23:16]) to {gpb}"
     if c.g_maxpa > c.usable:
-        return (f"the template's MAXPHYADDR ({c.g_maxpa}) is above what this host can map ({c.usable} bits), "
-                "which is what GuestPhysBits tells firmware")
+        return (
+            f"the template's MAXPHYADDR ({c.g_maxpa}) is above what this host can map ({c.usable} bits), "
+            "which is what GuestPhysBits tells firmware"
+        )
     return None
 
 
@@ -345,8 +377,10 @@ def _alignment(c: _Ctx, old: str, new: str) -> str | None:
     x = c.m0 | 1
     a, u = compacted_size(comps, x), compacted_size(comps, x, honour_alignment=False)
     if a != u:
-        return (f"for the template's XCR0 {x:#x} the compacted size is {u} bytes without and {a} with the "
-                "alignment flag on this host's components")
+        return (
+            f"for the template's XCR0 {x:#x} the compacted size is {u} bytes without and {a} with the "
+            "alignment flag on this host's components"
+        )
     return None
 
 
@@ -382,16 +416,28 @@ RELEVANCE: dict[str, Relevance] = {
     "xstate_compacted_alignment": _alignment,
 }
 # About every table that has runtime-owned fields or is set again after KVM_RUN (snapshot restore, hotplug).
-GENERAL = frozenset({
-    "post_run_set_cpuid", "post_run_compare_flags", "post_run_runtime_update_incoming", "failed_set_keeps_old",
-    "set_cpuid_refreshes_current", "runtime_update_mode", "cr4_before_set_cpuid",
-})
+GENERAL = frozenset(
+    {
+        "post_run_set_cpuid",
+        "post_run_compare_flags",
+        "post_run_runtime_update_incoming",
+        "failed_set_keeps_old",
+        "set_cpuid_refreshes_current",
+        "runtime_update_mode",
+        "cr4_before_set_cpuid",
+    }
+)
 # VMM calls whose outcome does not depend on the CPUID table's content.
-NOT_ABOUT_THE_TABLE = frozenset({
-    "apic_base_unchanged_noop", "get_cpuid2_copies_entries", "get_cpuid2_nent_on_success", "sregs_efer_checked",
-    "disable_exits_after_vcpu_rejected",  # the model's boolean twin of disable_exits_after_vcpu
-    "disable_exits_unallowed_bits",  # which KVM_CAP_X86_DISABLE_EXITS bits are accepted
-})
+NOT_ABOUT_THE_TABLE = frozenset(
+    {
+        "apic_base_unchanged_noop",
+        "get_cpuid2_copies_entries",
+        "get_cpuid2_nent_on_success",
+        "sregs_efer_checked",
+        "disable_exits_after_vcpu_rejected",  # the model's boolean twin of disable_exits_after_vcpu
+        "disable_exits_unallowed_bits",  # which KVM_CAP_X86_DISABLE_EXITS bits are accepted
+    }
+)
 
 
 def _transitions(bid: str) -> list[tuple]:
@@ -434,8 +480,16 @@ def _kernel_notes(c: _Ctx) -> tuple[list[dict], list[dict]]:
     for bid in changing_behaviours():
         for since, old, new in _transitions(bid):
             when = "in effect" if since <= k else "after an upgrade"
-            note = {"id": bid, "version": f"{since[0]}.{since[1]}", "when": when, "old": old.value, "new": new.value,
-                    "summary": new.summary, "source": new.source, "verified": new.verified}
+            note = {
+                "id": bid,
+                "version": f"{since[0]}.{since[1]}",
+                "when": when,
+                "old": old.value,
+                "new": new.value,
+                "summary": new.summary,
+                "source": new.source,
+                "verified": new.verified,
+            }
             if bid in RELEVANCE:
                 why = RELEVANCE[bid](c, old.value, new.value)
                 if why:
@@ -455,7 +509,7 @@ def _history_notes(c: _Ctx) -> list[str]:
         if pred is None:
             continue
 
-        def present(t: CpuidTable) -> bool:
+        def present(t: CpuidTable, name: str = name) -> bool:
             if name[:2] == "0x" and "." in name and not catalog().by_name(name):
                 leaf, sub = name.split(".")
                 e = t.get(int(leaf, 16), int(sub))
@@ -469,17 +523,25 @@ def _history_notes(c: _Ctx) -> list[str]:
             return False
 
         if present(c.t) and not pred:
-            out.append(f"`{name}`: the template has it, but KVM {c.kernel} does not report it in "
-                       f"KVM_GET_SUPPORTED_CPUID ({row['note']}).")
+            out.append(
+                f"`{name}`: the template has it, but KVM {c.kernel} does not report it in "
+                f"KVM_GET_SUPPORTED_CPUID ({row['note']})."
+            )
         elif pred and not present(c.t) and present(c.host.cpuid):
-            out.append(f"`{name}`: KVM {c.kernel} reports it where the host has it, and this host has it; the "
-                       f"template leaves it out ({row['note']}).")
+            out.append(
+                f"`{name}`: KVM {c.kernel} reports it where the host has it, and this host has it; the "
+                f"template leaves it out ({row['note']})."
+            )
         elif not pred and not present(c.t) and present(c.host.cpuid):
-            later = next((v for v in _KERNEL_AXIS if parse_version(v) > parse_version(c.kernel)
-                          and predicted_present(name, v)), None)
+            later = next(
+                (v for v in _KERNEL_AXIS if parse_version(v) > parse_version(c.kernel) and predicted_present(name, v)),
+                None,
+            )
             if later:
-                out.append(f"`{name}`: this host has it; KVM reports it from {later} (an upgrade), so a template "
-                           f"recorded there would include it ({row['note']}).")
+                out.append(
+                    f"`{name}`: this host has it; KVM reports it from {later} (an upgrade), so a template "
+                    f"recorded there would include it ({row['note']})."
+                )
     return out
 
 
@@ -489,8 +551,15 @@ _KERNEL_AXIS = [f"5.{m}" for m in range(10, 20)] + [f"6.{m}" for m in range(0, 1
 # -- building the review ----------------------------------------------------------------------------
 
 
-def review(template: CpuidTable, host: "HostProfile | str | None" = None, *, kernel: str = "6.18",
-           vendor: str | None = None, template_name: str | None = None, xfeature_permission: bool = True) -> Review:
+def review(
+    template: CpuidTable,
+    host: HostProfile | str | None = None,
+    *,
+    kernel: str = "6.18",
+    vendor: str | None = None,
+    template_name: str | None = None,
+    xfeature_permission: bool = True,
+) -> Review:
     """Review ``template`` on ``host`` for ``kernel`` and ``vendor`` (default: the host's vendor module).
 
     ``xfeature_permission``: the VMM asks for AMX permission before KVM_SET_CPUID2 when the template enables
@@ -516,8 +585,19 @@ def review(template: CpuidTable, host: "HostProfile | str | None" = None, *, ker
     tdp = h.tdp and vend != "pvm"
     usable = usable_gpa_bits(h.maxphyaddr, tdp=tdp, five_level_tdp=host_has_five_level_tdp(h))
     beyond, synthesized, measured = _beyond(h, out, mig)
-    ctx = _Ctx(t=template, host=h, kernel=kp.name, vendor=vend, outcome=out, migration=mig, beyond=beyond, m0=m0,
-               g_maxpa=guest_maxphyaddr(template), usable=usable, kvm_pv_unhalt=_kvm_pv_unhalt(template))
+    ctx = _Ctx(
+        t=template,
+        host=h,
+        kernel=kp.name,
+        vendor=vend,
+        outcome=out,
+        migration=mig,
+        beyond=beyond,
+        m0=m0,
+        g_maxpa=guest_maxphyaddr(template),
+        usable=usable,
+        kvm_pv_unhalt=_kvm_pv_unhalt(template),
+    )
     specific, general = _kernel_notes(ctx)
     history = _history_notes(ctx)
     figures: dict[str, str] = {}
@@ -536,18 +616,29 @@ def review(template: CpuidTable, host: "HostProfile | str | None" = None, *, ker
     figures["bits"] = _svg_bits(template, out, beyond, synthesized)
     figures["xsave"] = _svg_xsave(template, h, m0)
     data = {
-        "template": tname, "host": h.name, "kernel": kp.name, "vendor": vend,
+        "template": tname,
+        "host": h.name,
+        "kernel": kp.name,
+        "vendor": vend,
         "supported_cpuid": "measured" if measured else "derived from the host's CPUID",
-        "verdict": out.verdict, "errno": out.errno, "rule": out.error.rule if out.error else None,
+        "verdict": out.verdict,
+        "errno": out.errno,
+        "rule": out.error.rule if out.error else None,
         "verdict_without_permission": (without.verdict if without else None),
-        "runtime_fields": [{"name": o.field.name, "template": _field_value(template, o), "stored": o.value,
-                            "driver": o.driver} for o in out.fields if o.owner == "runtime"],
+        "runtime_fields": [
+            {"name": o.field.name, "template": _field_value(template, o), "stored": o.value, "driver": o.driver}
+            for o in out.fields
+            if o.owner == "runtime"
+        ],
         "vendor_fields": [o.field.name for o in out.fields if o.owner == "vendor"],
-        "beyond": beyond, "synthesized": synthesized,
-        "lint": summarize(lint), "lint_findings": [f.as_dict() for f in lint],
+        "beyond": beyond,
+        "synthesized": synthesized,
+        "lint": summarize(lint),
+        "lint_findings": [f.as_dict() for f in lint],
         "migration": mig.as_dict(),
         "derived": {k: v for k, v in out.derived.items()},
-        "kernel_notes": specific, "general_kernel_notes": [n["id"] for n in general],
+        "kernel_notes": specific,
+        "general_kernel_notes": [n["id"] for n in general],
         "history_notes": history,
     }
     title = f"CPUID review: {tname} on {h.name}"
@@ -587,7 +678,7 @@ def _field_value(t: CpuidTable, o) -> int | None:
     return None if e is None else extract_bits(e.reg(o.field.register), o.field.hi, o.field.lo)
 
 
-def _beyond(h: "HostProfile", out, mig) -> tuple[list[str], list[str], bool]:
+def _beyond(h: HostProfile, out, mig) -> tuple[list[str], list[str], bool]:
     """(beyond, synthesized, measured): the template's features KVM does not virtualize on the host."""
     measured = h.supported is not None
     missing = next((f.fields for f in mig.findings if f.rule == "feature_missing"), [])
@@ -602,8 +693,9 @@ def _beyond(h: "HostProfile", out, mig) -> tuple[list[str], list[str], bool]:
 # -- sections ---------------------------------------------------------------------------------------
 
 
-def _header(t: CpuidTable, tname: str, h: "HostProfile", kernel: str, vendor: str, measured: bool,
-            perm: int) -> list[tuple[str, str]]:
+def _header(
+    t: CpuidTable, tname: str, h: HostProfile, kernel: str, vendor: str, measured: bool, perm: int
+) -> list[tuple[str, str]]:
     src = h.source if h.description else _display(h.source or h.name)
     host = f"`{h.name}`: {_cpu_text(h.cpuid)}; MAXPHYADDR {h.maxphyaddr}, {h.linear_bits}-bit linear"
     if h.description:
@@ -614,12 +706,19 @@ def _header(t: CpuidTable, tname: str, h: "HostProfile", kernel: str, vendor: st
         ("host data", src),
         ("kernel", f"{kernel}" + (f" ({named_kernels()[kernel]['name']})" if kernel in named_kernels() else "")),
         ("vendor module", f"`{vendor}`"),
-        ("KVM's supported CPUID", "measured: KVM_GET_SUPPORTED_CPUID recorded on this host" if measured else
-         "derived from the host's own CPUID (no KVM_GET_SUPPORTED_CPUID was recorded for this host): a feature "
-         "the CPU lacks is taken as not virtualized, and bits KVM sets from the host kernel's state (mitigations, microcode, what the vendor module can emulate) "
-         "or microcode are not conclusive"),
-        ("vCPU", "fresh; the template is the first KVM_SET_CPUID2" +
-         ("; the VMM requested AMX permission first (arch_prctl(ARCH_REQ_XCOMP_GUEST_PERM, 18))" if perm else "")),
+        (
+            "KVM's supported CPUID",
+            "measured: KVM_GET_SUPPORTED_CPUID recorded on this host"
+            if measured
+            else "derived from the host's own CPUID (no KVM_GET_SUPPORTED_CPUID was recorded for this host): a feature "
+            "the CPU lacks is taken as not virtualized, and bits KVM sets from the host kernel's state (mitigations, microcode, what the vendor module can emulate) "
+            "or microcode are not conclusive",
+        ),
+        (
+            "vCPU",
+            "fresh; the template is the first KVM_SET_CPUID2"
+            + ("; the VMM requested AMX permission first (arch_prctl(ARCH_REQ_XCOMP_GUEST_PERM, 18))" if perm else ""),
+        ),
     ]
     return rows
 
@@ -628,27 +727,44 @@ def _summary(out, mig, lint, beyond, synthesized, c: _Ctx, specific, booted, t, 
     s = Section("Summary")
     items = []
     if out.accepted:
-        items.append("**KVM_SET_CPUID2: accepted**" + (
-            f"; {_plural(len(out.state_errors), 'later state write')} refused" if out.state_errors else ""))
+        items.append(
+            "**KVM_SET_CPUID2: accepted**"
+            + (f"; {_plural(len(out.state_errors), 'later state write')} refused" if out.state_errors else "")
+        )
     else:
-        items.append(f"**KVM_SET_CPUID2: rejected with {out.errno}** (rule `{out.error.rule}`): {out.error.explanation}")
+        items.append(
+            f"**KVM_SET_CPUID2: rejected with {out.errno}** (rule `{out.error.rule}`): {out.error.explanation}"
+        )
     rt = [o for o in out.fields if o.owner == "runtime"]
     diff_rt = [o.field.name for o in rt if _field_value(t, o) != o.value]
-    items.append(f"{_plural(len(rt), 'field')} the template sets are KVM's at run time ({_names(o.field.name for o in rt)})"
-                 + (f"; KVM already stores other values than the template in {_names(diff_rt)}" if diff_rt else
-                    "; the template holds their reset values"))
+    items.append(
+        f"{_plural(len(rt), 'field')} the template sets are KVM's at run time ({_names(o.field.name for o in rt)})"
+        + (
+            f"; KVM already stores other values than the template in {_names(diff_rt)}"
+            if diff_rt
+            else "; the template holds their reset values"
+        )
+    )
     if beyond:
-        items.append(f"**{_plural(len(beyond), 'feature')} beyond what KVM virtualizes on this host**: {_names(beyond, 12)}")
+        items.append(
+            f"**{_plural(len(beyond), 'feature')} beyond what KVM virtualizes on this host**: {_names(beyond, 12)}"
+        )
     else:
-        items.append("no feature beyond what KVM virtualizes on this host" +
-                     (" (apart from bits KVM sets from the host kernel's state)" if synthesized else ""))
+        items.append(
+            "no feature beyond what KVM virtualizes on this host"
+            + (" (apart from bits KVM sets from the host kernel's state)" if synthesized else "")
+        )
     n = summarize(lint)
     items.append(f"lint: {n['illegal']} illegal, {n['insane']} insane, {n['info']} info")
     blockers = [f for f in mig.blockers if not f.rule.startswith("feature_")]
     items.append(_xsave_summary(t, h, out))
-    mp = [f for f in mig.findings if f.rule in ("maxphyaddr", "linear_width", "guest_phys_bits") and f.severity != "info"]
-    items.append(f"addresses: MAXPHYADDR {c.g_maxpa} on a {h.maxphyaddr}-bit host" +
-                 (f" ({', '.join(f'{f.severity} `{f.rule}`' for f in mp)})" if mp else " (fine)"))
+    mp = [
+        f for f in mig.findings if f.rule in ("maxphyaddr", "linear_width", "guest_phys_bits") and f.severity != "info"
+    ]
+    items.append(
+        f"addresses: MAXPHYADDR {c.g_maxpa} on a {h.maxphyaddr}-bit host"
+        + (f" ({', '.join(f'{f.severity} `{f.rule}`' for f in mp)})" if mp else " (fine)")
+    )
     if blockers:
         items.append(f"other problems on this host: {', '.join(f'`{f.rule}`' for f in blockers)}")
     if mig.findings and any(f.rule == "vendor" for f in mig.findings):
@@ -682,18 +798,23 @@ def _verdict_section(out, without, perm: int, gsx: int) -> Section:
             s.p("Without the AMX permission request KVM would accept it too.")
         else:
             e = without.error
-            s.p(f"Without `arch_prctl(ARCH_REQ_XCOMP_GUEST_PERM, 18)` before the vCPU is created, KVM answers "
-                f"**{e.errno_name}** (rule `{e.rule}`; {e.source}).")
+            s.p(
+                f"Without `arch_prctl(ARCH_REQ_XCOMP_GUEST_PERM, 18)` before the vCPU is created, KVM answers "
+                f"**{e.errno_name}** (rule `{e.rule}`; {e.source})."
+            )
     d = out.derived
-    s.table(["derived by KVM", "value"], [
-        ["MAXPHYADDR", str(d["maxphyaddr"])],
-        ["reserved GPA bits", _hex(d["reserved_gpa_bits"])],
-        ["guest_supported_xcr0", f"{_hex(gsx)}"],
-        ["CR4 bits KVM_SET_SREGS refuses", _hex(d["cr4_reserved_bits"])],
-        ["EFER bits a guest may set", _hex(d["efer_allowed"])],
-        ["KVM leaf base", _hex(d["kvm_pv_base"])],
-        ["KVM's own feature checks read", d["capabilities"]],
-    ])
+    s.table(
+        ["derived by KVM", "value"],
+        [
+            ["MAXPHYADDR", str(d["maxphyaddr"])],
+            ["reserved GPA bits", _hex(d["reserved_gpa_bits"])],
+            ["guest_supported_xcr0", f"{_hex(gsx)}"],
+            ["CR4 bits KVM_SET_SREGS refuses", _hex(d["cr4_reserved_bits"])],
+            ["EFER bits a guest may set", _hex(d["efer_allowed"])],
+            ["KVM leaf base", _hex(d["kvm_pv_base"])],
+            ["KVM's own feature checks read", d["capabilities"]],
+        ],
+    )
     for e in out.state_errors:
         s.p(f"State write `{e['step']}` refused: {e['errno']}: {e['explanation']}.")
     return s
@@ -704,24 +825,36 @@ def _runtime_section(out, booted, t: CpuidTable) -> Section:
     rt = [o for o in out.fields if o.owner == "runtime"]
     if not rt:
         return s.p("The template sets no field KVM rewrites at run time.")
-    s.p("KVM recomputes these from vCPU state at KVM_SET_CPUID2 and on every trigger (CR4, XCR0, MSR writes), so "
+    s.p(
+        "KVM recomputes these from vCPU state at KVM_SET_CPUID2 and on every trigger (CR4, XCR0, MSR writes), so "
         "what the template puts there is never what the guest reads; only the reset values avoid a difference "
         "on readback. The third column is a fresh vCPU, the fourth after a guest enabled what it was offered "
-        "(CR4.OSXSAVE/PKE and XCR0).")
+        "(CR4.OSXSAVE/PKE and XCR0)."
+    )
     after = {(o.field.name, o.subleaf): o.value for o in booted.fields} if booted is not None else {}
     rows = []
     for o in rt:
         f = o.field
         tv = _field_value(t, o)
-        rows.append([f"`{f.name}`", f"{f.leaf:#x}.{o.subleaf}.{f.register}[{f.bits}]", _val(tv, f),
-                     _val(o.value, f), _val(after.get((f.name, o.subleaf)), f), o.driver or ""])
+        rows.append(
+            [
+                f"`{f.name}`",
+                f"{f.leaf:#x}.{o.subleaf}.{f.register}[{f.bits}]",
+                _val(tv, f),
+                _val(o.value, f),
+                _val(after.get((f.name, o.subleaf)), f),
+                o.driver or "",
+            ]
+        )
     s.table(["field", "position", "template", "KVM stores", "after boot", "driven by"], rows)
     vend = [o for o in out.fields if o.owner == "vendor"]
     if vend:
         changed = [o for o in vend if _field_value(t, o) != o.value]
-        s.p(f"The `{out.vendor}` module decides {_plural(len(vend), 'more field')} after KVM_SET_CPUID2 "
+        s.p(
+            f"The `{out.vendor}` module decides {_plural(len(vend), 'more field')} after KVM_SET_CPUID2 "
             f"(measured on the host); it stored other values than the template in {_plural(len(changed), 'field')}"
-            + (f": {_names((o.field.name for o in changed), 20)}." if changed else "."))
+            + (f": {_names((o.field.name for o in changed), 20)}." if changed else ".")
+        )
     return s
 
 
@@ -734,22 +867,27 @@ def _val(v: int | None, f) -> str:
 def _beyond_section(out, beyond, synthesized, measured) -> Section:
     s = Section("3. Features beyond what KVM virtualizes on this host")
     if measured:
-        s.p("Compared with KVM_GET_SUPPORTED_CPUID measured on this host: a guest sees these bits, but KVM's "
-            "capabilities lack them, so KVM treats the features as absent.")
+        s.p(
+            "Compared with KVM_GET_SUPPORTED_CPUID measured on this host: a guest sees these bits, but KVM's "
+            "capabilities lack them, so KVM treats the features as absent."
+        )
     else:
-        s.p("Compared with the host CPU's own CPUID, in the registers KVM offers CPU features in (KVM's "
+        s.p(
+            "Compared with the host CPU's own CPUID, in the registers KVM offers CPU features in (KVM's "
             "`kvm_set_cpu_caps` words), with the bits KVM provides on any host (x2APIC, TSC deadline, "
             "ARCH_CAPABILITIES …) taken as present. KVM_SET_CPUID2 accepts the bits regardless; a guest that "
-            "uses them meets #UD, #GP or different behaviour.")
+            "uses them meets #UD, #GP or different behaviour."
+        )
     if beyond:
         s.p(f"**{_plural(len(beyond), 'feature')}**: {_names(beyond)}.")
     else:
         s.p("None.")
     if synthesized:
-        s.p(f"Not conclusive ({_plural(len(synthesized), 'bit')} KVM sets from the host kernel's "
-            f"state, not from raw CPUID): {_names(synthesized)}.")
-    s.p(f"From 6.14 KVM's own checks read guest CPUID ∩ its capabilities; this kernel: "
-        f"{out.derived['capabilities']}.")
+        s.p(
+            f"Not conclusive ({_plural(len(synthesized), 'bit')} KVM sets from the host kernel's "
+            f"state, not from raw CPUID): {_names(synthesized)}."
+        )
+    s.p(f"From 6.14 KVM's own checks read guest CPUID ∩ its capabilities; this kernel: {out.derived['capabilities']}.")
     return s
 
 
@@ -766,8 +904,10 @@ def _lint_section(lint) -> Section:
     for f in lint:
         if f.rule not in seen:
             seen.append(f.rule)
-            s.p(f"`{f.rule}`: {f.explanation} If ignored: {f.if_ignored} ({f.reference}"
-                f"{'; KVM checks this' if f.kvm_checks else ''}).")
+            s.p(
+                f"`{f.rule}`: {f.explanation} If ignored: {f.if_ignored} ({f.reference}"
+                f"{'; KVM checks this' if f.kvm_checks else ''})."
+            )
     return s
 
 
@@ -775,41 +915,69 @@ def _xsave_section(t: CpuidTable, h, out, mig, kp, booted) -> Section:
     s = Section("5. XSAVE")
     m0 = supported_xcr0(t)
     if not m0:
-        return s.p("The template has no 0xD.0 leaf (or an empty XCR0 mask): the guest has no XSAVE state beyond "
-                   "x87/SSE.")
+        return s.p(
+            "The template has no 0xD.0 leaf (or an empty XCR0 mask): the guest has no XSAVE state beyond x87/SSE."
+        )
     gsx = out.derived["guest_supported_xcr0"]
     x = _os_xcr0(gsx)
-    s.p(f"The template's 0xD.0 EDX:EAX allows XCR0 {_hex(m0)} ({', '.join(mask_names(m0))}). On this host and "
-        f"kernel KVM supports {_hex(gsx)} of it (guest_supported_xcr0), so a guest OS enables {_hex(x)}.")
+    s.p(
+        f"The template's 0xD.0 EDX:EAX allows XCR0 {_hex(m0)} ({', '.join(mask_names(m0))}). On this host and "
+        f"kernel KVM supports {_hex(gsx)} of it (guest_supported_xcr0), so a guest OS enables {_hex(x)}."
+    )
     lost = m0 & ~(gsx | 1)
     if lost:
-        s.p(f"**Not supported here**: {', '.join(mask_names(lost))} ({_hex(lost)}): XSETBV with them raises #GP "
-            "in the guest, KVM_SET_XCRS fails with EINVAL.")
+        s.p(
+            f"**Not supported here**: {', '.join(mask_names(lost))} ({_hex(lost)}): XSETBV with them raises #GP "
+            "in the guest, KVM_SET_XCRS fails with EINVAL."
+        )
     hc, tc = h.xsave_components, components_of(t)
     d0, d1 = t.get(0xD, 0), t.get(0xD, 1)
     aligned = kp.flag("xstate_compacted_alignment")
     rows = [
-        ["standard size for all of 0xD.0", str(d0.ecx) if d0 else "-", str(standard_size(hc, m0 | 1)),
-         "0xD.0 ECX (the template's, fixed)"],
-        [f"standard size for XCR0 {_hex(x)}", str(standard_size(tc, x)) if tc else "-", str(standard_size(hc, x)),
-         "0xD.0 EBX (KVM computes it from the host's offsets)"],
+        [
+            "standard size for all of 0xD.0",
+            str(d0.ecx) if d0 else "-",
+            str(standard_size(hc, m0 | 1)),
+            "0xD.0 ECX (the template's, fixed)",
+        ],
+        [
+            f"standard size for XCR0 {_hex(x)}",
+            str(standard_size(tc, x)) if tc else "-",
+            str(standard_size(hc, x)),
+            "0xD.0 EBX (KVM computes it from the host's offsets)",
+        ],
     ]
     if d1 is not None and d1.eax & 0b1010:
-        rows.append([f"compacted size for XCR0 {_hex(x)}", str(compacted_size(tc, x, honour_alignment=aligned)) if tc
-                     else "-", str(compacted_size(hc, x, honour_alignment=aligned)),
-                     "0xD.1 EBX (KVM computes it" + (", 64-byte alignment honoured)" if aligned else
-                                                     ", alignment flag ignored before 5.17)")])
+        rows.append(
+            [
+                f"compacted size for XCR0 {_hex(x)}",
+                str(compacted_size(tc, x, honour_alignment=aligned)) if tc else "-",
+                str(compacted_size(hc, x, honour_alignment=aligned)),
+                "0xD.1 EBX (KVM computes it"
+                + (", 64-byte alignment honoured)" if aligned else ", alignment flag ignored before 5.17)"),
+            ]
+        )
     s.table(["", "template's offsets", "this host", "in CPUID"], rows)
     if booted is not None:
         e0, e1 = booted.stored.get(0xD, 0), booted.stored.get(0xD, 1)
-        s.p(f"After the guest sets XCR0 {_hex(x)}, KVM stores 0xD.0 EBX = {e0.ebx if e0 else '-'}"
-            + (f" and 0xD.1 EBX = {e1.ebx}" if e1 is not None and e1.eax & 0b1010 else "") + ".")
+        s.p(
+            f"After the guest sets XCR0 {_hex(x)}, KVM stores 0xD.0 EBX = {e0.ebx if e0 else '-'}"
+            + (f" and 0xD.1 EBX = {e1.ebx}" if e1 is not None and e1.eax & 0b1010 else "")
+            + "."
+        )
     comp_rows = []
     for bit in sorted(set(tc) | {b for b in hc if (m0 | supported_xss(t)) >> b & 1}):
         a, b = tc.get(bit), hc.get(bit)
         same = a is not None and b is not None and (a.offset, a.size) == (b.offset, b.size)
-        comp_rows.append([str(bit), mask_names(1 << bit)[0], _comp(a), _comp(b),
-                          "same" if same else ("**differs**" if a and b else "")])
+        comp_rows.append(
+            [
+                str(bit),
+                mask_names(1 << bit)[0],
+                _comp(a),
+                _comp(b),
+                "same" if same else ("**differs**" if a and b else ""),
+            ]
+        )
     if comp_rows:
         s.table(["bit", "component", "template (size@offset)", "host (size@offset)", ""], comp_rows)
     _migrate_findings(s, mig, ("xcr0_components", "xsave_layout", "amx_permission", "sgx_xfrm", "xsave_size"))
@@ -845,28 +1013,46 @@ def _address_section(t: CpuidTable, h, mig, kp, vendor: str, usable: int) -> Sec
         ["MAXPHYADDR", f"{g}" + ("" if e8 else " (no 0x80000008 leaf: 36)"), str(h.maxphyaddr)],
         ["GuestPhysBits (0x80000008 EAX[23:16])", str(guest_phys_bits_field(t)), "-"],
         ["guest-physical bits KVM can map", "-", f"{usable}" + ("" if five else " (no LA57: 4-level EPT/NPT)")],
-        ["linear width (0x80000008 EAX[15:8])", f"{lin_field} → {guest_linear_bits(t)}-bit" if lin_field else
-         f"not set → {guest_linear_bits(t)}-bit", f"{h.linear_bits}-bit"],
+        [
+            "linear width (0x80000008 EAX[15:8])",
+            f"{lin_field} → {guest_linear_bits(t)}-bit" if lin_field else f"not set → {guest_linear_bits(t)}-bit",
+            f"{h.linear_bits}-bit",
+        ],
         ["LA57 (7.0 ECX[16])", "yes" if g57 else "no", "yes" if h57 else "no"],
     ]
     s.table(["", "template", "host"], rows)
-    s.p(f"KVM_SET_CPUID2 accepts a linear width of {allowed} only (rule `vaddr_width_values`); it never checks "
-        "MAXPHYADDR against the host.")
+    s.p(
+        f"KVM_SET_CPUID2 accepts a linear width of {allowed} only (rule `vaddr_width_values`); it never checks "
+        "MAXPHYADDR against the host."
+    )
     _migrate_findings(s, mig, ("maxphyaddr", "guest_phys_bits", "linear_width"), keep_info=True)
     if g > h.maxphyaddr:
-        s.p(f"Memslots above 2^{h.maxphyaddr} on kernel {kp.name}: {memslot_limit_check(kp.name)} "
-            "(rule `memslot_above_host_width`).")
+        s.p(
+            f"Memslots above 2^{h.maxphyaddr} on kernel {kp.name}: {memslot_limit_check(kp.name)} "
+            "(rule `memslot_above_host_width`)."
+        )
     return s
 
 
 def _kernel_section(kernel: str, specific: list[dict], general: list[dict], history: list[str]) -> Section:
     s = Section("7. Kernel-version notes")
-    s.p(f"Rows of `data/kvm-behaviours.csv` whose value changes between {_OLDEST} and {_NEWEST} and that touch "
+    s.p(
+        f"Rows of `data/kvm-behaviours.csv` whose value changes between {_OLDEST} and {_NEWEST} and that touch "
         f"something this template uses: “in effect” changes are already in {kernel}, the others come with an "
-        "upgrade.")
+        "upgrade."
+    )
     if specific:
-        rows = [[n["version"], n["when"], f"`{n['id']}`", _change_text(n["old"], n["new"]), n["why"],
-                 f"{n['summary']} ({n['source']})"] for n in specific]
+        rows = [
+            [
+                n["version"],
+                n["when"],
+                f"`{n['id']}`",
+                _change_text(n["old"], n["new"]),
+                n["why"],
+                f"{n['summary']} ({n['source']})",
+            ]
+            for n in specific
+        ]
         s.table(["since", "for " + kernel, "behaviour", "change", "why it matters here", "what and where"], rows)
     else:
         s.p("None specific to this template.")
@@ -878,36 +1064,53 @@ def _kernel_section(kernel: str, specific: list[dict], general: list[dict], hist
         for n in general:
             if n["id"] not in ids:
                 ids.append(n["id"])
+
         def when(i: str) -> str:
             now = [n["version"] for n in general if n["id"] == i and n["when"] == "in effect"]
             later = [n["version"] for n in general if n["id"] == i and n["when"] != "in effect"]
             return ", ".join(now + ([f"{', '.join(later)} after an upgrade"] if later else []))
 
-        s.p("For every template (setting CPUID again after KVM_RUN, the runtime update): " +
-            "; ".join(f"`{i}` ({when(i)})" for i in ids) + ". See `docs/model.md`.")
+        s.p(
+            "For every template (setting CPUID again after KVM_RUN, the runtime update): "
+            + "; ".join(f"`{i}` ({when(i)})" for i in ids)
+            + ". See `docs/model.md`."
+        )
     return s
 
 
 # -- figures (inline SVG, drawn by hand: deterministic, no matplotlib) -----------------------------------
 
-_COLOURS = {"clear": "#ffffff", "passthrough": "#a5d6a7", "runtime": "#90caf9", "vendor": "#ce93d8",
-            "beyond": "#ef9a9a", "synthesized": "#ffe082", "unnamed": "#e0e0e0"}
-_LEGEND = [("passthrough", "set, passed through"), ("runtime", "KVM's at run time"), ("vendor", "vendor module"),
-           ("beyond", "not virtualized here"), ("synthesized", "set from the host kernel's state"),
-           ("unnamed", "set, no name")]
+_COLOURS = {
+    "clear": "#ffffff",
+    "passthrough": "#a5d6a7",
+    "runtime": "#90caf9",
+    "vendor": "#ce93d8",
+    "beyond": "#ef9a9a",
+    "synthesized": "#ffe082",
+    "unnamed": "#e0e0e0",
+}
+_LEGEND = [
+    ("passthrough", "set, passed through"),
+    ("runtime", "KVM's at run time"),
+    ("vendor", "vendor module"),
+    ("beyond", "not virtualized here"),
+    ("synthesized", "set from the host kernel's state"),
+    ("unnamed", "set, no name"),
+]
 
 
 def _svg_bits(t: CpuidTable, out, beyond, synthesized) -> str:
-    owners = {(o.field.leaf, o.subleaf, o.field.register, o.field.lo): o.owner for o in out.fields
-              if o.field.is_flag}
+    owners = {(o.field.leaf, o.subleaf, o.field.register, o.field.lo): o.owner for o in out.fields if o.field.is_flag}
     regs = [r for r in sorted(_VIRTUALIZABLE_REGS) if t.get(r[0], r[1]) is not None]
     cell, left, top = 20, 132, 28
     width = left + 32 * cell + 10
     height = top + len(regs) * (cell + 6) + 54
-    p = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-         f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="10">',
-         "<title>The template's feature registers, bit 31 on the left, coloured by what KVM does with each set "
-         "bit</title>"]
+    p = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="10">',
+        "<title>The template's feature registers, bit 31 on the left, coloured by what KVM does with each set "
+        "bit</title>",
+    ]
     for b in (31, 24, 16, 8, 0):
         x = left + (31 - b) * cell + cell / 2
         p.append(f'<text x="{x:g}" y="{top - 8}" text-anchor="middle" fill="#555">{b}</text>')
@@ -934,15 +1137,18 @@ def _svg_bits(t: CpuidTable, out, beyond, synthesized) -> str:
                 kind = owners.get((leaf, sub, reg, b), "passthrough")
                 kind = "beyond" if kind == "not-virtualized" else kind
             tip = html.escape(f"{leaf:#x}.{sub}.{reg}[{b}] {name} = {on}" + (f" ({kind})" if on else ""))
-            p.append(f'<rect x="{x}" y="{y}" width="{cell - 1}" height="{cell - 1}" fill="{_COLOURS[kind]}" '
-                     f'stroke="#888" stroke-width="0.5"><title>{tip}</title></rect>')
+            p.append(
+                f'<rect x="{x}" y="{y}" width="{cell - 1}" height="{cell - 1}" fill="{_COLOURS[kind]}" '
+                f'stroke="#888" stroke-width="0.5"><title>{tip}</title></rect>'
+            )
             if on:
                 p.append(f'<text x="{x + cell / 2 - 0.5:g}" y="{y + 13}" text-anchor="middle">1</text>')
     y = top + len(regs) * (cell + 6) + 12
     x = 8
     for kind, label in _LEGEND:
-        p.append(f'<rect x="{x}" y="{y}" width="12" height="12" fill="{_COLOURS[kind]}" stroke="#888" '
-                 'stroke-width="0.5"/>')
+        p.append(
+            f'<rect x="{x}" y="{y}" width="12" height="12" fill="{_COLOURS[kind]}" stroke="#888" stroke-width="0.5"/>'
+        )
         p.append(f'<text x="{x + 16}" y="{y + 10}">{html.escape(label)}</text>')
         x += 16 + 6 * len(label) + 14
     p.append("</svg>")
@@ -957,16 +1163,22 @@ def _svg_xsave(t: CpuidTable, h, m0: int) -> str:
     left, width, bar = 90, 760, 26
     scale = width / span
     height = 30 + len(rows) * (bar + 22) + 20
-    p = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{left + width + 20}" height="{height}" '
-         f'viewBox="0 0 {left + width + 20} {height}" font-family="sans-serif" font-size="10">',
-         f"<title>Standard-format XSAVE layout for XCR0 {mask:#x}</title>"]
+    p = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{left + width + 20}" height="{height}" '
+        f'viewBox="0 0 {left + width + 20} {height}" font-family="sans-serif" font-size="10">',
+        f"<title>Standard-format XSAVE layout for XCR0 {mask:#x}</title>",
+    ]
     for n, (label, comps) in enumerate(rows):
         y = 20 + n * (bar + 22)
         p.append(f'<text x="{left - 8}" y="{y + 16}" text-anchor="end">{html.escape(label)}</text>')
-        p.append(f'<rect x="{left}" y="{y}" width="{512 * scale:.1f}" height="{bar}" fill="#cfd8dc" stroke="#555" '
-                 'stroke-width="0.5"><title>legacy area (x87, SSE): 512 bytes at 0</title></rect>')
-        p.append(f'<rect x="{left + 512 * scale:.1f}" y="{y}" width="{64 * scale:.1f}" height="{bar}" fill="#eceff1" '
-                 'stroke="#555" stroke-width="0.5"><title>XSAVE header: 64 bytes at 512</title></rect>')
+        p.append(
+            f'<rect x="{left}" y="{y}" width="{512 * scale:.1f}" height="{bar}" fill="#cfd8dc" stroke="#555" '
+            'stroke-width="0.5"><title>legacy area (x87, SSE): 512 bytes at 0</title></rect>'
+        )
+        p.append(
+            f'<rect x="{left + 512 * scale:.1f}" y="{y}" width="{64 * scale:.1f}" height="{bar}" fill="#eceff1" '
+            'stroke="#555" stroke-width="0.5"><title>XSAVE header: 64 bytes at 512</title></rect>'
+        )
         for bit in sorted(comps):
             c = comps[bit]
             if c.supervisor or not mask >> bit & 1 or not c.size:
@@ -974,15 +1186,20 @@ def _svg_xsave(t: CpuidTable, h, m0: int) -> str:
             x0 = left + c.offset * scale
             name = XFEATURE_NAMES.get(bit, f"x{bit}")
             tip = html.escape(f"{bit} {name}: {c.size} bytes at {c.offset}")
-            p.append(f'<rect x="{x0:.1f}" y="{y}" width="{max(c.size * scale, 1):.1f}" height="{bar}" '
-                     f'fill="#80cbc4" stroke="#333" stroke-width="0.5"><title>{tip}</title></rect>')
+            p.append(
+                f'<rect x="{x0:.1f}" y="{y}" width="{max(c.size * scale, 1):.1f}" height="{bar}" '
+                f'fill="#80cbc4" stroke="#333" stroke-width="0.5"><title>{tip}</title></rect>'
+            )
             if c.size * scale >= 14:
                 p.append(f'<text x="{x0 + c.size * scale / 2:.1f}" y="{y + 16}" text-anchor="middle">{bit}</text>')
         end = standard_size(comps, mask)
-        p.append(f'<line x1="{left + end * scale:.1f}" y1="{y - 3}" x2="{left + end * scale:.1f}" y2="{y + bar + 3}" '
-                 'stroke="#c62828" stroke-width="1.5"/>')
-        p.append(f'<text x="{left + end * scale:.1f}" y="{y + bar + 14}" text-anchor="end" fill="#c62828">'
-                 f'{end} bytes</text>')
+        p.append(
+            f'<line x1="{left + end * scale:.1f}" y1="{y - 3}" x2="{left + end * scale:.1f}" y2="{y + bar + 3}" '
+            'stroke="#c62828" stroke-width="1.5"/>'
+        )
+        p.append(
+            f'<text x="{left + end * scale:.1f}" y="{y + bar + 14}" text-anchor="end" fill="#c62828">{end} bytes</text>'
+        )
     p.append("</svg>")
     return "\n".join(p)
 
@@ -1015,8 +1232,12 @@ def render_markdown(r: Review) -> str:
                 lines += [f"*Figure: {block[2]} (in the HTML report).*", ""]
         while lines and lines[-1] == "":
             lines.pop()
-    lines += ["", "*Generated by `cpuidkit review`; the model's rules and their kernel sources are in "
-              "`data/kvm-behaviours.csv` and `docs/model.md`.*", ""]
+    lines += [
+        "",
+        "*Generated by `cpuidkit review`; the model's rules and their kernel sources are in "
+        "`data/kvm-behaviours.csv` and `docs/model.md`.*",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -1037,9 +1258,18 @@ figure{margin:1em 0}figcaption{font-size:.9em;color:#555}h2{border-bottom:1px so
 
 
 def render_html(r: Review) -> str:
-    out = ["<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
-           f"<title>{html.escape(r.title)}</title>", f"<style>{_CSS}</style>", "</head>", "<body>",
-           f"<h1>{html.escape(r.title)}</h1>", "<table>"]
+    out = [
+        "<!DOCTYPE html>",
+        '<html lang="en">',
+        "<head>",
+        '<meta charset="utf-8">',
+        f"<title>{html.escape(r.title)}</title>",
+        f"<style>{_CSS}</style>",
+        "</head>",
+        "<body>",
+        f"<h1>{html.escape(r.title)}</h1>",
+        "<table>",
+    ]
     out += [f"<tr><th>{html.escape(k)}</th><td>{_inline(v)}</td></tr>" for k, v in r.header]
     out.append("</table>")
     for n, s in enumerate(r.sections):
@@ -1058,10 +1288,20 @@ def render_html(r: Review) -> str:
             elif kind == "figure":
                 out += ["<figure>", r.figures[block[1]], f"<figcaption>{_inline(block[2])}</figcaption>", "</figure>"]
         if n == 0:
-            out += ["<figure>", r.figures["bits"], "<figcaption>The template's feature registers: every set bit "
-                    "coloured by what KVM does with it on this host (hover for the field).</figcaption>", "</figure>"]
-    out += ["<p><em>Generated by <code>cpuidkit review</code>; the model's rules and their kernel sources are in "
-            "<code>data/kvm-behaviours.csv</code> and <code>docs/model.md</code>.</em></p>", "</body>", "</html>", ""]
+            out += [
+                "<figure>",
+                r.figures["bits"],
+                "<figcaption>The template's feature registers: every set bit "
+                "coloured by what KVM does with it on this host (hover for the field).</figcaption>",
+                "</figure>",
+            ]
+    out += [
+        "<p><em>Generated by <code>cpuidkit review</code>; the model's rules and their kernel sources are in "
+        "<code>data/kvm-behaviours.csv</code> and <code>docs/model.md</code>.</em></p>",
+        "</body>",
+        "</html>",
+        "",
+    ]
     return "\n".join(out)
 
 

@@ -56,7 +56,7 @@ def detect_format(text: str, name: str | None = None) -> str:
     )
 
 
-def display_name(path: "str | os.PathLike | bytes") -> str:
+def display_name(path: str | os.PathLike | bytes) -> str:
     """How a file is named in messages: its path, with control characters and the like escaped (one line)."""
     name = os.fsdecode(path) if isinstance(path, bytes) else str(path)
     return name if name.isprintable() else repr(name)[1:-1]
@@ -71,7 +71,9 @@ def loads(text: str, *, source: str | None = None, cpu: int | None = None, forma
     try:
         text.encode("utf-8")
     except UnicodeEncodeError as e:
-        raise InputError(f"not valid Unicode text: an unpaired surrogate at character {e.start}", source=source) from None
+        raise InputError(
+            f"not valid Unicode text: an unpaired surrogate at character {e.start}", source=source
+        ) from None
     fmt = format or detect_format(text, source)
     if fmt not in FORMATS:
         raise InputError(f"unknown format {str(fmt)[:40]!r}; expected one of {', '.join(FORMATS)}", source=source)
@@ -91,14 +93,16 @@ def loads(text: str, *, source: str | None = None, cpu: int | None = None, forma
     return CpuidTable(entries, source=source)
 
 
-def loads_bytes(data: bytes, *, source: str | None = None, cpu: int | None = None, format: str | None = None) -> CpuidTable:
+def loads_bytes(
+    data: bytes, *, source: str | None = None, cpu: int | None = None, format: str | None = None
+) -> CpuidTable:
     """Parse the bytes of a file: UTF-8 text without NUL bytes, at most 16 MiB (what :func:`load` reads)."""
     if len(data) > MAX_INPUT_BYTES:
         raise InputError(f"file is {len(data)} bytes; the limit is {MAX_INPUT_BYTES} (16 MiB)", source=source)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise InputError(f"not UTF-8 text (byte {e.start}: {data[e.start:e.start + 1]!r})", source=source) from None
+        raise InputError(f"not UTF-8 text (byte {e.start}: {data[e.start : e.start + 1]!r})", source=source) from None
     if "\x00" in text:
         raise InputError(f"contains a NUL byte at offset {text.index(chr(0))}: not a text dump", source=source)
     return loads(text, source=source, cpu=cpu, format=format)

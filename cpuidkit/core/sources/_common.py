@@ -41,7 +41,9 @@ def number(value: object, *, field: str, where: str, source: str | None) -> int:
         try:
             n = int(s, 16) if s[:2] in ("0x", "0X") else int(s, 10)
         except ValueError:
-            raise InputError(f"{field} must be a number like 0x1f or 31, got {shorten(value)}", source=source, where=where) from None
+            raise InputError(
+                f"{field} must be a number like 0x1f or 31, got {shorten(value)}", source=source, where=where
+            ) from None
     else:
         raise InputError(f"{field} must be a number, got {type(value).__name__}", source=source, where=where)
     if not 0 <= n <= U32:
@@ -58,7 +60,7 @@ def small_int(digits: str, *, what: str, where: str, source: str | None, base: i
     return int(significant, base)
 
 
-_LONG_NUMBER = re.compile(r"\d{%d,}" % (MAX_DIGITS + 1))
+_LONG_NUMBER = re.compile(r"\d{" + str(MAX_DIGITS + 1) + ",}")
 
 
 def load_json(text: str, source: str | None):
@@ -75,7 +77,9 @@ def load_json(text: str, source: str | None):
         if m:
             line = text.count("\n", 0, m.start()) + 1
             where = f"line {line} column {m.start() - (text.rfind(chr(10), 0, m.start()) + 1) + 1}"
-        raise InputError(f"a number has more than {MAX_DIGITS} digits; expected 32-bit values", source=source, where=where) from None
+        raise InputError(
+            f"a number has more than {MAX_DIGITS} digits; expected 32-bit values", source=source, where=where
+        ) from None
 
 
 def indexed_flags(function: int) -> int:

@@ -63,14 +63,17 @@ def parse(text: str, source: str | None, cpu: int | None = None) -> list[CpuidEn
             raise InputError(
                 "expected `0xLEAF 0xSUB: eax=0x… ebx=0x… ecx=0x… edx=0x…` or a `CPU N:` header, "
                 f"got {shorten(line.strip())}",
-                source=source, where=f"line {lineno}",
+                source=source,
+                where=f"line {lineno}",
             )
         if current is None:
             current = 0
             cpus[0] = []
         fn, idx, eax, ebx, ecx, edx = (int(m[k], 16) for k in ("fn", "idx", "eax", "ebx", "ecx", "edx"))
         flags = int(m["flags"], 16) if m["flags"] is not None else indexed_flags(fn)
-        cpus[current].append(CpuidEntry.trusted(fn, idx, flags, eax, ebx, ecx, edx))  # the pattern bounds each to 32 bits
+        cpus[current].append(
+            CpuidEntry.trusted(fn, idx, flags, eax, ebx, ecx, edx)
+        )  # the pattern bounds each to 32 bits
     if not cpus:
         raise InputError("no CPUID lines found", source=source)
     if cpu is None:
@@ -84,8 +87,7 @@ def parse(text: str, source: str | None, cpu: int | None = None) -> list[CpuidEn
 def dump_line(e: CpuidEntry) -> str:
     """One data line; `` f=0x…`` only when the flags differ from KVM's default for the function."""
     line = (
-        f"   {e.function:#010x} {e.index:#04x}: eax={e.eax:#010x} ebx={e.ebx:#010x} "
-        f"ecx={e.ecx:#010x} edx={e.edx:#010x}"
+        f"   {e.function:#010x} {e.index:#04x}: eax={e.eax:#010x} ebx={e.ebx:#010x} ecx={e.ecx:#010x} edx={e.edx:#010x}"
     )
     if e.flags != indexed_flags(e.function):
         line += f" f={e.flags:#x}"

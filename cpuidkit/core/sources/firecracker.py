@@ -24,7 +24,8 @@ def _bitmap(text: object, where: str, source: str | None) -> int:
         if "x" in bits.lower():
             raise InputError(
                 "bitmap has 'x' (don't-care) bits: this is a CPU template to apply to a host, not a CPUID table",
-                source=source, where=where,
+                source=source,
+                where=where,
             )
         raise InputError(f"bitmap may only hold 0 and 1, got {shorten(bits, 40)}", source=source, where=where)
     return int(bits, 2)
@@ -59,7 +60,9 @@ def parse(text: str, source: str | None) -> list[CpuidEntry]:
                 raise InputError('expected {"register": …, "bitmap": "0b…"}', source=source, where=w)
             reg = rm["register"]
             if reg not in REGISTERS:
-                raise InputError(f"register must be one of {', '.join(REGISTERS)}, got {shorten(reg)}", source=source, where=w)
+                raise InputError(
+                    f"register must be one of {', '.join(REGISTERS)}, got {shorten(reg)}", source=source, where=w
+                )
             if reg in seen:
                 raise InputError(f"register {reg} given twice", source=source, where=w)
             seen.add(reg)

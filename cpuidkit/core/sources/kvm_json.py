@@ -33,18 +33,26 @@ def parse_doc(doc: object, source: str | None) -> list[CpuidEntry]:
     for i, item in enumerate(doc):
         where = f"entry {i}"
         if not isinstance(item, dict):
-            raise InputError(f"expected an object with function/index/flags/eax/ebx/ecx/edx, got {type(item).__name__}", source=source, where=where)
+            raise InputError(
+                f"expected an object with function/index/flags/eax/ebx/ecx/edx, got {type(item).__name__}",
+                source=source,
+                where=where,
+            )
         if "function" not in item:
             raise InputError('missing "function"', source=source, where=where)
         fn = number(item["function"], field="function", where=where, source=source)
         where = f"entry {i} (function {fn:#x})"
         unknown = sorted(set(item) - _KNOWN)
         if unknown:
-            raise InputError(f"unknown key(s) {', '.join(shorten(k, 30) for k in unknown[:5])}", source=source, where=where)
+            raise InputError(
+                f"unknown key(s) {', '.join(shorten(k, 30) for k in unknown[:5])}", source=source, where=where
+            )
         missing = [r for r in REGISTERS if r not in item]
         if missing:
             raise InputError(f"missing register(s) {', '.join(missing)}", source=source, where=where)
-        vals = {k: number(item[k], field=k, where=where, source=source) for k in ("index", "flags", *REGISTERS) if k in item}
+        vals = {
+            k: number(item[k], field=k, where=where, source=source) for k in ("index", "flags", *REGISTERS) if k in item
+        }
         out.append(CpuidEntry(fn, **vals))
     return out
 

@@ -42,7 +42,8 @@ def parse(text: str, source: str | None, cpu: int | None = None) -> list[CpuidEn
         if not m:
             raise InputError(
                 f"expected `CPUID XXXXXXXX: EAX-EBX-ECX-EDX [SL nn]`, got {shorten(line)}",
-                source=source, where=f"line {lineno}",
+                source=source,
+                where=f"line {lineno}",
             )
         if current is None:
             current = 0
@@ -50,7 +51,9 @@ def parse(text: str, source: str | None, cpu: int | None = None) -> list[CpuidEn
         sub = small_int(m["sl"], what="subleaf", where=f"line {lineno}", source=source, base=16) if m["sl"] else 0
         fn = int(m["fn"], 16)
         # the pattern bounds the function and registers to 8 hex digits, small_int the subleaf to 32 bits
-        cpus[current].append(CpuidEntry.trusted(fn, sub, indexed_flags(fn), *(int(m[k], 16) for k in ("eax", "ebx", "ecx", "edx"))))
+        cpus[current].append(
+            CpuidEntry.trusted(fn, sub, indexed_flags(fn), *(int(m[k], 16) for k in ("eax", "ebx", "ecx", "edx")))
+        )
     if not cpus or not any(cpus.values()):
         raise InputError("no CPUID lines found", source=source)
     if cpu is None:

@@ -48,7 +48,7 @@ class _Collect:
     def end(self, tag: str) -> None:
         self.depth -= 1
 
-    def close(self) -> "_Collect":
+    def close(self) -> _Collect:
         return self
 
 
@@ -64,7 +64,7 @@ def parse(text: str, source: str | None) -> list[CpuidEntry]:
     parser = DET.DefusedXMLParser(target=root, forbid_dtd=True)
     try:
         for i in range(0, len(text), _CHUNK):
-            parser.feed(text[i:i + _CHUNK])
+            parser.feed(text[i : i + _CHUNK])
         parser.close()
     except _TooDeep:
         raise InputError(

@@ -43,7 +43,9 @@ def _int(info, key, source, limit: int = 0xFFFF) -> int:
     except ValueError:
         n = None
     if n is None or not 0 <= n <= limit:
-        raise InputError(f"{key!r} must be a number from 0 to {limit}, got {shorten(val)}", source=source, where=f"line {lineno}")
+        raise InputError(
+            f"{key!r} must be a number from 0 to {limit}, got {shorten(val)}", source=source, where=f"line {lineno}"
+        )
     return n
 
 
@@ -54,15 +56,27 @@ def parse(text: str, source: str | None) -> list[CpuidEntry]:
             raise InputError(f"no {key!r} line in the first processor block", source=source)
     vendor = info["vendor_id"][1]
     if len(vendor) != 12 or not vendor.isascii():
-        raise InputError(f"vendor_id must be 12 ASCII characters, got {shorten(vendor)}", source=source, where=f"line {info['vendor_id'][0]}")
+        raise InputError(
+            f"vendor_id must be 12 ASCII characters, got {shorten(vendor)}",
+            source=source,
+            where=f"line {info['vendor_id'][0]}",
+        )
     raw = vendor.encode("ascii")
-    ebx, edx, ecx = (int.from_bytes(raw[i:i + 4], "little") for i in (0, 4, 8))
+    ebx, edx, ecx = (int.from_bytes(raw[i : i + 4], "little") for i in (0, 4, 8))
     table = CpuidTable([CpuidEntry(0, 0, 0, 0, ebx, ecx, edx)], source=source)
     if {"cpu family", "model", "stepping"} <= set(info):
         # the largest values leaf 1 EAX can encode: family 0xF + 0xFF (extended), model 0xFF, stepping 0xF
-        fam, model, step = (_int(info, k, source, limit) for k, limit in (("cpu family", 0x10E), ("model", 0xFF), ("stepping", 0xF)))
+        fam, model, step = (
+            _int(info, k, source, limit) for k, limit in (("cpu family", 0x10E), ("model", 0xFF), ("stepping", 0xF))
+        )
         base_fam, ext_fam = (fam, 0) if fam < 0xF else (0xF, fam - 0xF)
-        eax = step & 0xF | (model & 0xF) << 4 | (base_fam & 0xF) << 8 | ((model >> 4) & 0xF) << 16 | (ext_fam & 0xFF) << 20
+        eax = (
+            step & 0xF
+            | (model & 0xF) << 4
+            | (base_fam & 0xF) << 8
+            | ((model >> 4) & 0xF) << 16
+            | (ext_fam & 0xFF) << 20
+        )
         table = table.with_entry(CpuidEntry(1, eax=eax))
     cat = catalog()
     for name in info["flags"][1].split():
