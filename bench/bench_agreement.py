@@ -34,7 +34,7 @@ def measure(n: int = 2000, seed: int = 1) -> dict:
     host = host_profile()
     with LiveVcpu() as v:
         kernel, vendor = v.kernel, v.vendor
-    masks = vendor_masks(vendor, host.vendor_rewrite)
+    masks = vendor_masks(vendor, host)
 
     def one(steps):
         m = run_steps(SimulatedVcpu(kernel=kernel, vendor=vendor, host=host), steps)

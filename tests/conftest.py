@@ -38,7 +38,15 @@ def _chromium() -> str | None:
     return None if os.path.exists("/usr/bin/chromium") else "Debian's chromium is not installed (apt-get install chromium)"
 
 
-_CHECKS = {"kvm": _kvm_usable, "cpuid_tool": _cpuid_tool, "chromium": _chromium}
+def _lab() -> str | None:
+    """The kernel lab (cpuidkit.lab) needs qemu-system-x86_64, a static busybox, cpio, apt-get and dpkg-deb."""
+    from cpuidkit.lab import missing_requirements
+
+    missing = missing_requirements()
+    return "the kernel lab cannot run here: " + "; ".join(missing) if missing else None
+
+
+_CHECKS = {"kvm": _kvm_usable, "cpuid_tool": _cpuid_tool, "chromium": _chromium, "lab": _lab}
 
 
 def required_parts() -> set[str]:

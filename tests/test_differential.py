@@ -40,7 +40,7 @@ def _both(live, steps):
     model = run_steps(SimulatedVcpu(kernel=kernel, vendor=vendor, host=host), steps)
     with LiveVcpu() as lv:
         real = run_steps(lv, steps)
-    return model, real, vendor_masks(vendor, host.vendor_rewrite)
+    return model, real, vendor_masks(vendor, host)
 
 
 def test_every_scripted_scenario_agrees(live):

@@ -15,6 +15,7 @@ import random
 from dataclasses import dataclass, field
 
 from cpuidkit.core.bits import REGISTERS
+from cpuidkit.core.hosts import HostProfile
 from cpuidkit.core.table import CpuidEntry, CpuidTable
 from cpuidkit.errors import KvmError
 from cpuidkit.kvm.interface import MSR_IA32_APICBASE, MSR_IA32_MISC_ENABLE, MSR_IA32_XSS
@@ -77,15 +78,15 @@ def run_steps(vcpu, steps: list[Step]) -> Result:
     return res
 
 
-def vendor_masks(vendor: str, rewrite: dict | None) -> dict[tuple[int, int, str], int]:
+def vendor_masks(vendor: str, host: HostProfile) -> dict[tuple[int, int, str], int]:
     """Bits the vendor module owns, per (function, index, register): excluded from comparison."""
-    if vendor != "pvm" or not rewrite:
+    if vendor != "pvm":
         return {}
-    out = {}
-    for key, m in rewrite.get("registers", {}).items():
-        fn, idx, reg = key.split(".")
-        out[(int(fn, 16), int(idx), reg)] = m["force1"] | m["force0"]
-    return out
+    return {
+        (fn, idx, reg): force1 | force0
+        for (fn, idx), regs in host.rewrite_registers.items()
+        for reg, (force1, force0) in regs.items()
+    }
 
 
 def compare(model: Result, live: Result, masks: dict[tuple[int, int, str], int]) -> list[str]:
@@ -94,6 +95,7 @@ def compare(model: Result, live: Result, masks: dict[tuple[int, int, str], int])
     for i, (a, b) in enumerate(zip(model.errnos, live.errnos)):
         if a != b:
             out.append(f"step {i}: model {a or 'ok'}, kernel {b or 'ok'}")
+    assert model.final is not None and live.final is not None  # run_steps() always sets final
     ma, la = list(model.final), list(live.final)
     if [(e.function, e.index, e.flags) for e in ma] != [(e.function, e.index, e.flags) for e in la]:
         out.append(f"stored entries differ: model {len(ma)} entries, kernel {len(la)}")
@@ -202,6 +204,8 @@ def scripted_scenarios(base: CpuidTable) -> dict[str, list[Step]]:
 
     filler = [CpuidEntry(0x40000100 + i) for i in range(300)]
     no_xsave = base.without(0xD)
+    leaf6 = base.get(6)
+    assert leaf6 is not None  # every base table (a supported-CPUID table) has leaf 6
     return {
         "supported table round trip": [Step("set_cpuid", (base,))],
         "empty table": [Step("set_cpuid", (CpuidTable(),))],
@@ -226,7 +230,7 @@ def scripted_scenarios(base: CpuidTable) -> dict[str, list[Step]]:
             Step("set_cpuid", (base.set_field("0x80000008.0.eax[7:0]", 20),)),
             Step("set_msr", (MSR_IA32_APICBASE, 0xFEE00900)),
         ],
-        "duplicates kept": [Step("set_cpuid", (base.appended(base.get(6).replace(eax=base.get(6).eax ^ 1)),))],
+        "duplicates kept": [Step("set_cpuid", (base.appended(leaf6.replace(eax=leaf6.eax ^ 1)),))],
         "garbage flags": [Step("set_cpuid", (base.replace_at(0, base[0].replace(flags=0xFFFFFFFF)),))],
         "CR4.OSXSAVE toggles OSXSAVE": [Step("set_cpuid", (base,)), Step("set_cr4", (1 << 18,)), Step("set_cr4", (0,))],
         "XCR0 changes 0xD EBX": [

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from cpuidkit._files import data_path, read_csv
@@ -39,6 +39,10 @@ class Field:
     linux_define: str
     description: str
     owner: str
+    bits: str = field(init=False)  # "5" or "15:8", as shown everywhere
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "bits", f"{self.hi}" if self.hi == self.lo else f"{self.hi}:{self.lo}")
 
     @property
     def width(self) -> int:
@@ -59,10 +63,6 @@ class Field:
 
     def ref_for(self, subleaf: int) -> FieldRef:
         return FieldRef(self.leaf, subleaf, self.register, self.hi, self.lo)
-
-    @property
-    def bits(self) -> str:
-        return f"{self.hi}" if self.is_flag else f"{self.hi}:{self.lo}"
 
     @property
     def subleaf_text(self) -> str:
@@ -252,7 +252,7 @@ class Catalog:
     def values(self, table: CpuidTable) -> list[tuple[Field, int, int]]:
         """``(field, subleaf, value)`` for every catalog field present in ``table``: :meth:`decode` without the
         :class:`FieldValue` objects (the same fields, in the same order)."""
-        out = []
+        out: list[tuple[Field, int, int]] = []
         append = out.append
         for _leaf, _reg, members, found in self.registers(table):
             for f, lo, ones in members:

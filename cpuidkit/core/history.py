@@ -68,6 +68,7 @@ def _judge(name: str, old_k: str, new_k: str, old: int | None, new: int | None) 
     p_old, p_new = predicted_present(name, old_k), predicted_present(name, new_k)
     if p_old is None:
         return None, ""
+    assert row is not None  # predicted_present() returns None for a field without a row
     appeared = not old and bool(new)
     vanished = bool(old) and not new
     if appeared:
@@ -93,6 +94,7 @@ def fingerprint_changes(tables: dict[str, CpuidTable]) -> list[Change]:
                     pred, note = _judge(key, a, b, old, new)
                     out.append(Change(a, b, c.function, c.index, key, old, new, pred, note))
                 continue
+            assert c.old is not None and c.new is not None  # diff() gives both values for a changed register
             changed = c.old ^ c.new
             named = [f for f in cat.in_register(c.function, c.index, c.register) if f.mask & changed]
             for f in named:

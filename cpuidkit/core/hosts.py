@@ -86,6 +86,15 @@ class HostProfile:
     def xsave_components(self) -> dict[int, XsaveComponent]:
         return components_of(self.cpuid)
 
+    @functools.cached_property
+    def rewrite_registers(self) -> dict[tuple[int, int], dict[str, tuple[int, int]]]:
+        """The measured vendor rewrite's forced bits: (function, index) → {register: (force1, force0)}."""
+        out: dict[tuple[int, int], dict[str, tuple[int, int]]] = {}
+        for key, m in (self.vendor_rewrite or {}).get("registers", {}).items():
+            fn, idx, reg = key.split(".")
+            out.setdefault((int(fn, 16), int(idx)), {})[reg] = (m["force1"], m["force0"])
+        return out
+
     @property
     def xcr0_mask(self) -> int:
         """User state components the host CPU enumerates (0xD.0 EDX:EAX)."""

@@ -58,6 +58,7 @@ class Behaviour:
         if self.since is None and self.until is None:
             return "all modelled kernels"
         if self.until is None:
+            assert self.since is not None  # both None returned above
             return f"{_fmt(self.since)} and later"
         last = (self.until[0], self.until[1] - 1) if self.until[1] > 0 else None
         if self.since is None:

@@ -102,7 +102,7 @@ class Change(NamedTuple):
     """One difference between two tables (see :func:`diff`)."""
 
     function: int
-    index: int
+    index: int  # type: ignore[assignment]  # a field named like tuple.index, on purpose (public name)
     register: str | None  # None: the whole entry was added or removed
     old: int | None
     new: int | None
@@ -147,7 +147,7 @@ class CpuidTable(Sequence[CpuidEntry]):
     def __iter__(self) -> Iterator[CpuidEntry]:
         return iter(self._entries)
 
-    def __getitem__(self, i):  # type: ignore[override]
+    def __getitem__(self, i):
         if isinstance(i, slice):
             return CpuidTable(self._entries[i], source=self.source)
         return self._entries[i]

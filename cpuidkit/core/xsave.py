@@ -95,7 +95,7 @@ class XsaveComponent:
 
 def components_of(table: CpuidTable) -> dict[int, XsaveComponent]:
     """The components a table enumerates in 0xD subleaves 2..63 (entries that are really there)."""
-    out = {}
+    out: dict[int, XsaveComponent] = {}
     for e in table:
         if e.function == 0xD and 2 <= e.index <= 63 and (e.eax or e.ebx or e.ecx):
             out.setdefault(
@@ -350,7 +350,7 @@ def area_sizes(components: dict[int, XsaveComponent], xcr0: int, xss: int = 0) -
 
 def standard_layout(components: dict[int, XsaveComponent], mask: int) -> list[dict]:
     """Where each enabled user component sits in the standard format (offsets as the CPU reports them)."""
-    out = [{"bit": 0, "name": "x87", "offset": 0, "size": None}, {"bit": 1, "name": "sse", "offset": 160, "size": None}]
+    out: list[dict] = [{"bit": 0, "name": "x87", "offset": 0, "size": None}, {"bit": 1, "name": "sse", "offset": 160, "size": None}]
     out = [d for d in out if mask >> d["bit"] & 1]
     for bit in set_bits(mask & ~0b11):
         c = components.get(bit)

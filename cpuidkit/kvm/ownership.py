@@ -13,6 +13,7 @@ owner              meaning
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -45,58 +46,39 @@ class Ownership:
 
     def as_dict(self) -> dict:
         f = self.field
-        hit = _STATIC.get(id(f))
-        if hit is None or hit[0] is not f:
-            hit = _STATIC[id(f)] = (f, f.name, f.leaf, f.register, f.bits)
         return {
-            "name": hit[1],
-            "leaf": hit[2],
+            "name": f.name,
+            "leaf": f.leaf,
             "subleaf": self.subleaf,
-            "register": hit[3],
-            "bits": hit[4],
+            "register": f.register,
+            "bits": f.bits,
             "value": self.value,
             "owner": self.owner,
             "driver": self.driver,
         }
 
 
-# Per catalog field (by identity, checked): the parts of as_dict() that depend on the field only.
-_STATIC: dict[int, tuple] = {}
-
-
-_VMASKS: dict[tuple[str, int], tuple[object, dict]] = {}
-
-
-def _vendor_masks(vendor: str, rewrite: dict | None) -> dict[tuple[int, int, str], int]:
-    """A memo of ``vendor_mask(vendor, rewrite, …)`` per (leaf, subleaf, register), kept per vendor and measured
-    rewrite (host profiles never change theirs; the rewrite is held so its id stays its own)."""
-    key = (vendor, id(rewrite))
-    hit = _VMASKS.get(key)
-    if hit is None or hit[0] is not rewrite:
-        if len(_VMASKS) > 64:
-            _VMASKS.clear()
-        hit = _VMASKS[key] = (rewrite, {})
-    return hit[1]
+@functools.lru_cache(maxsize=64)
+def _vendor_masks(vendor: str, host: HostProfile) -> dict[tuple[int, int, str], int]:
+    """A memo of ``vendor_mask(vendor, host, …)`` per (leaf, subleaf, register), one per vendor and host
+    (a host profile is immutable and hashed by identity; the cache holds it, so it cannot be confused)."""
+    return {}
 
 
 def as_dicts(items: list[Ownership]) -> list[dict]:
     """``[o.as_dict() for o in items]``, without a method call per field."""
-    static = _STATIC
     out = []
     append = out.append
     for o in items:
         d = o.__dict__
         f = d["field"]
-        hit = static.get(id(f))
-        if hit is None or hit[0] is not f:
-            hit = static[id(f)] = (f, f.name, f.leaf, f.register, f.bits)
         append(
             {
-                "name": hit[1],
-                "leaf": hit[2],
+                "name": f.name,
+                "leaf": f.leaf,
                 "subleaf": d["subleaf"],
-                "register": hit[3],
-                "bits": hit[4],
+                "register": f.register,
+                "bits": f.bits,
                 "value": d["value"],
                 "owner": d["owner"],
                 "driver": d["driver"],
@@ -159,11 +141,10 @@ def ownership(vcpu: SimulatedVcpu, table: CpuidTable | None = None) -> list[Owne
     table = vcpu.get_cpuid() if table is None else table
     drivers = runtime_drivers(vcpu, table)
     driven = {(k[0], k[1], k[2]) for k in drivers}
-    rewrite = vcpu.host.vendor_rewrite
     vendor = vcpu.vendor
     vendor_driver = f"{vendor} module"
     sup = vcpu.host.supported
-    vmasks = _vendor_masks(vendor, rewrite)
+    vmasks = _vendor_masks(vendor, vcpu.host)
     out = []
     append = out.append
     for leaf, reg, members, found in catalog().registers(table):
@@ -174,7 +155,7 @@ def ownership(vcpu: SimulatedVcpu, table: CpuidTable | None = None) -> list[Owne
             key = (leaf, sub, reg)
             vm = vmasks.get(key)
             if vm is None:
-                vm = vmasks[key] = vendor_mask(vendor, rewrite, leaf, sub, reg)
+                vm = vmasks[key] = vendor_mask(vendor, vcpu.host, leaf, sub, reg)
             supported = None
             if sup is not None and leaf in FEATURE_LEAVES:
                 e = sup.get(leaf, sub)

@@ -106,7 +106,7 @@ class SimulatedVcpu:
         entries = apply_runtime(
             entries, self.state, self.kernel_profile, self.host, self.vendor, current_pv_base=self.derived.kvm_pv_base
         )
-        return vendor_runtime(self.vendor, entries, self)
+        return vendor_runtime(self.vendor, entries, self.host, self.state.quirks_disabled)
 
     def _trigger(self) -> None:
         """A runtime trigger: eager kernels update now, lazy ones (6.15+) mark the table dirty."""
@@ -221,7 +221,7 @@ class SimulatedVcpu:
         if k.value("sgx_xfrm_adjust") == "after_set":
             apply_sgx_xfrm_adjust(entries, self.host, self.vendor, k)
         stored = CpuidTable._of(entries)
-        rewritten = vendor_after_set(self.vendor, stored, self)
+        rewritten = vendor_after_set(self.vendor, stored, self.host)
         if rewritten is not None:
             # the vendor hook runs after KVM's runtime update; KVM's runtime fields are then
             # brought up to date on the rewritten table (e.g. 0xD.1 EBX once XSAVEC is forced on)
@@ -252,7 +252,7 @@ class SimulatedVcpu:
         op = "KVM_SET_SREGS"
         if not 0 <= value < 1 << 64:
             raise InputError(f"CR4 must be a 64-bit value, got {value:#x}")
-        ok = vendor_cr4_valid(self.vendor, value, self)
+        ok = vendor_cr4_valid(self.vendor, value, self.host)
         if ok is None:
             bad = value & self.derived.cr4_reserved_bits
             if bad:
@@ -344,7 +344,7 @@ class SimulatedVcpu:
             old = self.state.misc_enable
             if "MISC_ENABLE_NO_MWAIT" in self.state.quirks_disabled and (old ^ value) & MISC_ENABLE_MWAIT:
                 e = self._stored.get_any(1)
-                if vendor_mwait_checked(self.vendor, self) and not (e and e.ecx & 1):
+                if vendor_mwait_checked(self.vendor, self.host) and not (e and e.ecx & 1):
                     raise self._err(
                         "EINVAL",
                         "misc_enable_mwait_runtime",
@@ -356,7 +356,7 @@ class SimulatedVcpu:
             else:
                 self.state.misc_enable = value
         elif index == MSR_IA32_XSS:
-            measured = vendor_xss_accepted(self.vendor, self)
+            measured = vendor_xss_accepted(self.vendor, self.host)
             if measured is not None and value not in measured:
                 raise self._err(
                     "EINVAL",

@@ -4,7 +4,7 @@ vmx and svm keep the stored table as KVM's common code leaves it (their
 ``vcpu_after_set_cpuid`` hooks change internal state, not the table).  The
 ``pvm`` module on our machines rewrites leaves 1, 7 and 0xD after
 KVM_SET_CPUID2 and drops 0x1D, 0x1E and 0x24 (``pvm_vcpu_after_set_cpuid``,
-``pvm_drop_cpuid_leaf``; see ../shared/reference/live-kvm-findings.md).  Its
+``pvm_drop_cpuid_leaf``; measured on the project's machines, see docs/model.md).  Its
 code is not public, so its rewrite is **measured** on the live host
 (``cpuidkit.live.calibrate``) and carried in the host profile as data:
 
@@ -17,52 +17,27 @@ table as upstream KVM would.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+from cpuidkit.core.hosts import HostProfile
 from cpuidkit.core.table import CpuidEntry, CpuidTable
-
-if TYPE_CHECKING:  # pragma: no cover
-    from cpuidkit.kvm.vcpu import SimulatedVcpu
-
 
 # Leaves whose fields the pvm module owns (the rest of the table passes through).
 PVM_OWNED_LEAVES = {1: None, 7: (0, 1), 0xD: None}
 PVM_DROPPED = (0x1D, 0x1E, 0x24)
 
 
-_PARSED: dict[int, tuple[dict, dict]] = {}
-_SETS: dict[int, tuple[dict, frozenset, frozenset]] = {}
+def _masks(host: HostProfile) -> dict[tuple[int, int], dict[str, tuple[int, int]]]:
+    return host.rewrite_registers
 
 
-def _masks(rewrite: dict) -> dict[tuple[int, int], dict[str, tuple[int, int]]]:
-    """The measured registers keyed by (function, index) → {reg: (force1, force0)} (cached per rewrite)."""
-    cached = _PARSED.get(id(rewrite))
-    if cached is not None and cached[0] is rewrite:
-        return cached[1]
-    out: dict[tuple[int, int], dict[str, tuple[int, int]]] = {}
-    for key, m in rewrite.get("registers", {}).items():
-        fn, idx, reg = key.split(".")
-        out.setdefault((int(fn, 16), int(idx)), {})[reg] = (m["force1"], m["force0"])
-    _PARSED[id(rewrite)] = (rewrite, out)
-    return out
+def _dropped(host: HostProfile) -> frozenset[int]:
+    return frozenset((host.vendor_rewrite or {}).get("dropped", PVM_DROPPED))
 
 
-def _sets(rewrite: dict) -> tuple[frozenset, frozenset]:
-    """(dropped functions, functions with measured registers) of a rewrite (cached per rewrite)."""
-    cached = _SETS.get(id(rewrite))
-    if cached is not None and cached[0] is rewrite:
-        return cached[1], cached[2]
-    dropped = frozenset(rewrite.get("dropped", PVM_DROPPED))
-    masked = frozenset(fn for fn, _ in _masks(rewrite))
-    _SETS[id(rewrite)] = (rewrite, dropped, masked)
-    return dropped, masked
-
-
-def pvm_rewrite(table: CpuidTable, rewrite: dict) -> CpuidTable:
-    """Apply a measured pvm rewrite: forced bits per register, dropped leaves, appended 0xD entries."""
-    masks = _masks(rewrite)
+def pvm_rewrite(table: CpuidTable, host: HostProfile) -> CpuidTable:
+    """Apply the host's measured pvm rewrite: forced bits per register, dropped leaves, appended 0xD entries."""
+    masks = _masks(host)
     # only entries of the masked functions can be rewritten (or shadow one that is)
-    dropped, masked = _sets(rewrite)
+    dropped, masked = _dropped(host), frozenset(fn for fn, _ in masks)
     out: list[CpuidEntry] = []
     append = out.append
     seen_first: set[tuple[int, int]] = set()
@@ -94,7 +69,7 @@ def pvm_rewrite(table: CpuidTable, rewrite: dict) -> CpuidTable:
                 vals.get("edx", e.edx),
             )
         append(e)
-    appended = rewrite.get("appended", [])
+    appended = (host.vendor_rewrite or {}).get("appended", [])
     # measured: the 0xD entries are appended only while the table as set, plus them, fits
     # KVM_MAX_CPUID_ENTRIES (a 251-entry table got none, 248 after the drops); all or none
     if has_leaf1 and not has_0xd and len(table) + len(appended) <= 256:
@@ -102,35 +77,32 @@ def pvm_rewrite(table: CpuidTable, rewrite: dict) -> CpuidTable:
     return CpuidTable._of(out)
 
 
-def vendor_after_set(vendor: str, stored: CpuidTable, vcpu: SimulatedVcpu) -> CpuidTable | None:
+def vendor_after_set(vendor: str, stored: CpuidTable, host: HostProfile) -> CpuidTable | None:
     """The vendor hook after a successful KVM_SET_CPUID2; returns the table to store (or None: unchanged)."""
-    if vendor != "pvm":
+    if vendor != "pvm" or not host.vendor_rewrite:
         return None
-    rewrite = vcpu.host.vendor_rewrite
-    if not rewrite:
-        return None
-    return pvm_rewrite(stored, rewrite)
+    return pvm_rewrite(stored, host)
 
 
-def vendor_cr4_valid(vendor: str, value: int, vcpu: SimulatedVcpu) -> bool | None:
+def vendor_cr4_valid(vendor: str, value: int, host: HostProfile) -> bool | None:
     """pvm checks CR4 against a fixed mask (measured); None means "use KVM's CPUID-derived rule"."""
     if vendor != "pvm":
         return None
-    rewrite = vcpu.host.vendor_rewrite or {}
+    rewrite = host.vendor_rewrite or {}
     mask = rewrite.get("cr4_valid")
     if mask is None:
         return None
     return not value & ~int(mask)
 
 
-def vendor_mask(vendor: str, host_rewrite: dict | None, function: int, index: int, reg: str) -> int:
+def vendor_mask(vendor: str, host: HostProfile, function: int, index: int, reg: str) -> int:
     """The bits of a register the vendor module decides (measured where possible)."""
     if vendor != "pvm":
         return 0
-    if function in (host_rewrite or {}).get("dropped", PVM_DROPPED):
+    if function in _dropped(host):
         return 0xFFFFFFFF
-    if host_rewrite:
-        m = _masks(host_rewrite).get((function, index), {}).get(reg)
+    if host.vendor_rewrite:
+        m = _masks(host).get((function, index), {}).get(reg)
         return (m[0] | m[1]) if m else 0
     if function in PVM_OWNED_LEAVES:
         subs = PVM_OWNED_LEAVES[function]
@@ -138,12 +110,14 @@ def vendor_mask(vendor: str, host_rewrite: dict | None, function: int, index: in
     return 0
 
 
-def vendor_runtime(vendor: str, entries: list[CpuidEntry], vcpu: SimulatedVcpu) -> list[CpuidEntry]:
+def vendor_runtime(
+    vendor: str, entries: list[CpuidEntry], host: HostProfile, quirks_disabled: set[str] | list[str]
+) -> list[CpuidEntry]:
     """Vendor effects on KVM's runtime update: pvm keeps MWAIT at 0 with the quirk off (measured)."""
     if vendor != "pvm":
         return entries
-    rewrite = vcpu.host.vendor_rewrite or {}
-    if rewrite.get("mwait_quirk_off_forced_zero") and "MISC_ENABLE_NO_MWAIT" in vcpu.state.quirks_disabled:
+    rewrite = host.vendor_rewrite or {}
+    if rewrite.get("mwait_quirk_off_forced_zero") and "MISC_ENABLE_NO_MWAIT" in quirks_disabled:
         for pos, e in enumerate(entries):
             if e.function == 1:
                 entries[pos] = e.replace(ecx=e.ecx & ~(1 << 3))
@@ -151,15 +125,15 @@ def vendor_runtime(vendor: str, entries: list[CpuidEntry], vcpu: SimulatedVcpu) 
     return entries
 
 
-def vendor_mwait_checked(vendor: str, vcpu: SimulatedVcpu) -> bool:
+def vendor_mwait_checked(vendor: str, host: HostProfile) -> bool:
     """Whether a MISC_ENABLE.MWAIT toggle (quirk off) needs SSE3 (upstream: yes; pvm: measured)."""
     if vendor != "pvm":
         return True
-    return bool((vcpu.host.vendor_rewrite or {}).get("mwait_toggle_needs_sse3", True))
+    return bool((host.vendor_rewrite or {}).get("mwait_toggle_needs_sse3", True))
 
 
-def vendor_xss_accepted(vendor: str, vcpu: SimulatedVcpu) -> list[int] | None:
+def vendor_xss_accepted(vendor: str, host: HostProfile) -> list[int] | None:
     """The IA32_XSS values the vendor module accepted when measured (None: use KVM's rule)."""
     if vendor != "pvm":
         return None
-    return (vcpu.host.vendor_rewrite or {}).get("xss_accepted")
+    return (host.vendor_rewrite or {}).get("xss_accepted")

@@ -88,7 +88,7 @@ def _xcr0_rule_source(vcpu: SimulatedVcpu) -> str:
 def _osxsave_settable(vcpu: SimulatedVcpu) -> bool:
     """Whether this vCPU can have CR4.OSXSAVE=1 at all (CPUID-derived or the vendor module's fixed mask)."""
 
-    verdict = vendor_cr4_valid(vcpu.vendor, CR4_OSXSAVE, vcpu)
+    verdict = vendor_cr4_valid(vcpu.vendor, CR4_OSXSAVE, vcpu.host)
     if verdict is not None:
         return verdict
     return not vcpu.derived.cr4_reserved_bits & CR4_OSXSAVE

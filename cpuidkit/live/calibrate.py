@@ -38,6 +38,7 @@ def _set_get(table: CpuidTable) -> CpuidTable:
 
 def _with_reg(table: CpuidTable, function: int, index: int, reg: str, value: int) -> CpuidTable:
     pos = table.find_position(function, index)
+    assert pos is not None  # callers name entries taken from this table
     e = table[pos]
     return table.replace_at(pos, e.with_reg(reg, value))
 
@@ -49,7 +50,8 @@ def calibrate_pvm(supported: CpuidTable) -> dict:
     # 0xD subleaves 2..63: make every one present so its rewrite can be seen
     probe_base = base
     for sub in range(2, 64):
-        if probe_base.get(0xD, sub) is None or probe_base.get(0xD, sub).index != sub:
+        e = probe_base.get(0xD, sub)
+        if e is None or e.index != sub:
             probe_base = probe_base.appended(CpuidEntry(0xD, sub, 1))
     targets = [(e.function, e.index) for e in probe_base if e.function in (1, 7, 0xD)]
     zeros, ones = probe_base, probe_base
@@ -122,7 +124,9 @@ def _mwait_forced_zero(table: CpuidTable) -> bool:
             v.set_msr(0x1A0, 1 << 18)
         except KvmError:
             return True
-        return not v.get_cpuid().get(1).ecx >> 3 & 1
+        leaf1 = v.get_cpuid().get(1)
+        assert leaf1 is not None  # t has leaf 1 (set_field adds it), and KVM returns the table it was given
+        return not leaf1.ecx >> 3 & 1
 
 
 def _mwait_toggle_checked(table: CpuidTable) -> bool:

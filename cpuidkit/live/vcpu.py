@@ -450,6 +450,7 @@ class LiveVcpu:
         self._setup_run(code)
         limit = self.run_timeout if timeout is None else float(timeout)
         run = self._run
+        assert run is not None  # _setup_run() maps the kvm_run page
         fd = self._vcpu_fd
         timed_out = self._run_bounded(fd, run, limit)
         if timed_out:
@@ -528,6 +529,7 @@ class LiveVcpu:
                     signal.setitimer(signal.ITIMER_REAL, max(left, 1e-6), old_timer[1])
             else:
                 stop.set()
+                assert watchdog is not None  # started above whenever not on the main thread
                 watchdog.join()
             run.immediate_exit = 0
             self._has_run = True

@@ -48,7 +48,7 @@ class LiveLab:
             self.kernel, self.vendor = v.kernel, v.vendor
             self.base = v.supported_cpuid()
         self.host = host_profile()
-        self.masks = vendor_masks(self.vendor, self.host.vendor_rewrite)
+        self.masks = vendor_masks(self.vendor, self.host)
 
     def model(self) -> SimulatedVcpu:
         return SimulatedVcpu(kernel=self.kernel, vendor=self.vendor, host=self.host)
