@@ -17,13 +17,14 @@ LAB_CMD = $(BIN)/jupyter lab --ServerApp.ip=127.0.0.1 --ServerApp.root_dir=noteb
 NB ?=
 PRESENT_CMD = $(BIN)/voila --Voila.ip=127.0.0.1 --no-browser --token --strip_sources=True
 
-.PHONY: lab test bench present setup-notebooks setup-test system-deps clean help
+.PHONY: lab test static bench present setup-notebooks setup-test system-deps clean help
 
 help:
 	@echo "make lab    - set up and open JupyterLab on notebooks/ (no /dev/kvm needed)"
 	@echo "make test   - set up and run every test"
 	@echo "make present NB=notebooks/09-design-review-walkthrough.ipynb - one notebook as a Voila app (code hidden)"
 	@echo "make bench  - measure every speed figure (writes bench/results.json)"
+	@echo "make static - import contracts, ruff and mypy (also part of make test)"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -67,6 +68,13 @@ present: setup-notebooks
 	if [ -z "$$nb" ] || [ ! -f "$$nb" ]; then echo "no notebook matches NB=$(NB)"; exit 2; fi; \
 	echo "presenting $$nb (open the URL with ?token=... that Voila prints)"; \
 	$(PRESENT_CMD) "$$nb"
+
+# The floors (import-linter), ruff (lint and format) and mypy, settings in pyproject.toml; also run as tests.
+static: setup-test
+	$(BIN)/lint-imports --no-cache
+	$(BIN)/ruff check --no-cache cpuidkit
+	$(BIN)/ruff format --check --no-cache cpuidkit
+	$(BIN)/mypy
 
 test: setup-test system-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -41,7 +41,7 @@ from cpuidkit.analysis.addressing import (
 from cpuidkit.core.bits import extract_bits
 from cpuidkit.core.catalog import catalog
 from cpuidkit.core.hosts import KVM_SUPPORTED_XCR0, HostProfile
-from cpuidkit.core.kernels import kernel_profile
+from cpuidkit.core.kernels import DEFAULT_KERNEL, kernel_profile
 from cpuidkit.core.table import CpuidTable
 from cpuidkit.core.xsave import (
     XFEATURE_MASK_FPSSE,
@@ -229,7 +229,8 @@ def _features(guest: CpuidTable, dest: HostProfile, kernel: str, vendor: str, fi
             where += " and what the pvm module forces on"
         except KvmError:
             forced = None
-    missing, synthesized = [], []
+    missing: list[str] = []
+    synthesized: list[str] = []
     for f in _flag_fields():
         if f.name in _SKIP or f.owner == "runtime":
             continue
@@ -569,7 +570,7 @@ def migrate(
     dest: HostProfile | str,
     *,
     source: HostProfile | str | None = None,
-    kernel: str = "6.18",
+    kernel: str = DEFAULT_KERNEL,
     vendor: str | None = None,
     guest_xcr0: int | None = None,
     guest_name: str | None = None,

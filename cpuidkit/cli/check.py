@@ -6,13 +6,13 @@ import json
 import sys
 
 from cpuidkit.analysis.lint import lint_table
+from cpuidkit.cli.exits import EXIT_OK, EXIT_VERDICT
+from cpuidkit.core.kernels import DEFAULT_KERNEL
 from cpuidkit.core.sources import dumps, load, save
 from cpuidkit.core.table import diff
 from cpuidkit.errors import KvmError
 from cpuidkit.kvm.check import check, load_state
 from cpuidkit.live import LiveVcpu, host_profile, resolve_host, supported_cpuid
-
-EXIT_OK, EXIT_NO, EXIT_BAD_INPUT = 0, 1, 2
 
 
 def _hex(n: int | None) -> str:
@@ -66,7 +66,7 @@ def _check(args) -> int:
         else:
             print(_render_text(path, d, args.format == "markdown"))
             print()
-    return EXIT_NO if rejected else EXIT_OK
+    return EXIT_VERDICT if rejected else EXIT_OK
 
 
 def _live_supported(args) -> int:
@@ -118,13 +118,13 @@ def _live_check(args) -> int:
             print(f"  verdicts {'agree' if agree else 'DISAGREE'}; stored tables differ in {len(changes)} register(s)")
             for c in changes[:20]:
                 print(f"    {c}")
-    return EXIT_NO if rejected else EXIT_OK
+    return EXIT_VERDICT if rejected else EXIT_OK
 
 
 def register(sub) -> None:
     c = sub.add_parser("check", help="what KVM does with CPUID tables (the model)")
     c.add_argument("tables", nargs="+", metavar="TABLE")
-    c.add_argument("--kernel", default="6.18", help="kernel version X.Y (default 6.18)")
+    c.add_argument("--kernel", default=DEFAULT_KERNEL, help=f"kernel version X.Y (default {DEFAULT_KERNEL})")
     c.add_argument("--vendor", choices=("vmx", "svm", "pvm"), default="vmx")
     c.add_argument("--host", default=None, help="a built-in host name, a dump file, or 'live'")
     c.add_argument(

@@ -18,7 +18,9 @@ from cpuidkit.analysis.addressing import (
     parse_layout_spec,
 )
 from cpuidkit.analysis.migrate import migrate
+from cpuidkit.cli.exits import EXIT_OK, EXIT_VERDICT
 from cpuidkit.core.hosts import VENDORS, builtin_hosts
+from cpuidkit.core.kernels import DEFAULT_KERNEL
 from cpuidkit.core.sources import load
 from cpuidkit.core.table import CpuidTable
 from cpuidkit.core.xsave import (
@@ -39,8 +41,6 @@ from cpuidkit.kvm.vcpu import SimulatedVcpu
 from cpuidkit.kvm.xcr import accept_set, evaluate_xcr0, values_over
 from cpuidkit.live import host_profile, resolve_host
 
-EXIT_OK, EXIT_NO, EXIT_BAD_INPUT = 0, 1, 2
-
 
 def _hex(n) -> str:
     return "-" if n is None else f"{n:#x}"
@@ -60,7 +60,7 @@ def load_guest_table(spec: str):
     raise LookupFailed(f"{spec!r} is neither a file, a built-in host ({', '.join(sorted(hosts))}), nor 'live'")
 
 
-def build_xcr0_vcpu(table, *, host=None, kernel: str = "6.18", vendor: str | None = None, permission: bool = True):
+def build_xcr0_vcpu(table, *, host=None, kernel: str = DEFAULT_KERNEL, vendor: str | None = None, permission: bool = True):
     """A simulated vCPU holding ``table``, as a VMM would set it up (dynamic-feature permission asked first)."""
 
     h = resolve_host(host)
@@ -143,7 +143,7 @@ def _xcr0(args) -> int:
                 f"{d['value']:#10x}  {d['xsetbv']:<6} {d['set_xcrs']:<8} {d['standard_size']:>8} "
                 f"{d['compacted_size']:>9}  {why}"
             )
-    return EXIT_NO if refused else EXIT_OK
+    return EXIT_VERDICT if refused else EXIT_OK
 
 
 # -- migrate ------------------------------------------------------------------------------------
@@ -173,7 +173,7 @@ def _migrate(args) -> int:
             print(f"  [{f['severity']}] {f['rule']}: {f['explanation']}")
             if f["fields"]:
                 print(f"      fields: {', '.join(f['fields'])}")
-    return EXIT_NO if report.blockers else EXIT_OK
+    return EXIT_VERDICT if report.blockers else EXIT_OK
 
 
 # -- xsave --------------------------------------------------------------------------------------
@@ -324,7 +324,7 @@ def register(sub) -> None:
     x.add_argument(
         "--host", default=None, help="a built-in host name, a dump file, or 'live' (default sapphire-rapids)"
     )
-    x.add_argument("--kernel", default="6.18", help="kernel version X.Y (default 6.18)")
+    x.add_argument("--kernel", default=DEFAULT_KERNEL, help=f"kernel version X.Y (default {DEFAULT_KERNEL})")
     x.add_argument(
         "--vendor",
         choices=VENDORS,
@@ -367,7 +367,7 @@ def register(sub) -> None:
         metavar="HOST",
         help="source host (limits the guest's XCR0 to what KVM offered there)",
     )
-    m.add_argument("--kernel", default="6.18", help="destination kernel X.Y (default 6.18)")
+    m.add_argument("--kernel", default=DEFAULT_KERNEL, help=f"destination kernel X.Y (default {DEFAULT_KERNEL})")
     m.add_argument("--vendor", choices=VENDORS, default=None, help="destination vendor module (default from the host)")
     m.add_argument("--xcr0", default=None, help="the XCR0 the guest runs with (default: all it is offered)")
     m.add_argument("--format", choices=("table", "json"), default="table")
@@ -393,6 +393,6 @@ def register(sub) -> None:
     p.add_argument("--vendor", choices=VENDORS, default="vmx")
     p.add_argument("--no-tdp", action="store_true", help="shadow paging instead of EPT/NPT")
     p.add_argument("--allow-smaller-maxphyaddr", action="store_true", help="kvm_intel.allow_smaller_maxphyaddr=1")
-    p.add_argument("--kernel", default="6.18")
+    p.add_argument("--kernel", default=DEFAULT_KERNEL)
     p.add_argument("--format", choices=("table", "json"), default="table")
     p.set_defaults(func=_maxphyaddr)

@@ -10,10 +10,9 @@ import json
 import sys
 
 from cpuidkit.analysis.lint import lint_table, load_intended, summarize
+from cpuidkit.cli.exits import EXIT_OK, EXIT_VERDICT
 from cpuidkit.core.sources import load
 from cpuidkit.live import resolve_host
-
-EXIT_OK, EXIT_ILLEGAL, EXIT_BAD_INPUT = 0, 1, 2
 
 _INTENDED_HELP = (
     'JSON file {"intended": {"RULE or RULE@FIELD": "note", ...}}: findings to report as insane on purpose; '
@@ -75,7 +74,7 @@ def _lint(args) -> int:
         else:
             print(_render_text(path, table.vendor, host.name if host else None, findings))
             print()
-    return EXIT_ILLEGAL if failed else EXIT_OK
+    return EXIT_VERDICT if failed else EXIT_OK
 
 
 def register(sub) -> None:

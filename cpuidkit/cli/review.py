@@ -15,13 +15,12 @@ from pathlib import Path
 from cpuidkit._files import atomic_write_text
 from cpuidkit.analysis.fleet import common_baseline, fleet, load_hosts, plot_matrix, terminal_progress
 from cpuidkit.analysis.review import render, review
+from cpuidkit.cli.exits import EXIT_OK
 from cpuidkit.cli.guest import load_guest_table
 from cpuidkit.core.hosts import VENDORS
 from cpuidkit.core.kernels import kernel_profile
 from cpuidkit.core.sources import save
 from cpuidkit.live import resolve_host
-
-EXIT_OK, EXIT_NO, EXIT_BAD_INPUT = 0, 1, 2
 
 
 def _write(text: str, output: str | None) -> None:

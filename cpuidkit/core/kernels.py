@@ -17,10 +17,34 @@ from dataclasses import dataclass
 from cpuidkit._files import data_path, read_csv
 from cpuidkit.errors import InputError, LookupFailed
 
-__all__ = ["Behaviour", "KernelProfile", "kernel_profile", "parse_version", "named_kernels", "DEFAULT_KERNEL"]
+__all__ = [
+    "Behaviour",
+    "KernelProfile",
+    "kernel_profile",
+    "parse_version",
+    "named_kernels",
+    "DEFAULT_KERNEL",
+    "MODELLED_KERNELS",
+    "OLDEST",
+    "NEWEST",
+]
 
-DEFAULT_KERNEL = "6.18"
-OLDEST, NEWEST = (5, 10), (6, 18)
+
+def _modelled() -> tuple[str, tuple[str, ...]]:
+    doc = tomllib.loads(data_path("kernels.toml").read_text(encoding="utf-8"))
+    m = doc.get("modelled", {})
+    releases = tuple(m.get("releases", ()))
+    if not releases or m.get("default") not in releases:
+        raise InputError("[modelled] needs releases and a default among them", source=str(data_path("kernels.toml")))
+    return m["default"], releases
+
+
+# The modelled versions, from data/kernels.toml: every X.Y from OLDEST to NEWEST, in order.
+DEFAULT_KERNEL, MODELLED_KERNELS = _modelled()
+OLDEST, NEWEST = (
+    tuple(int(x) for x in MODELLED_KERNELS[0].split(".")),
+    tuple(int(x) for x in MODELLED_KERNELS[-1].split(".")),
+)
 
 
 def parse_version(text: str | tuple[int, int]) -> tuple[int, int]:

@@ -350,7 +350,10 @@ def area_sizes(components: dict[int, XsaveComponent], xcr0: int, xss: int = 0) -
 
 def standard_layout(components: dict[int, XsaveComponent], mask: int) -> list[dict]:
     """Where each enabled user component sits in the standard format (offsets as the CPU reports them)."""
-    out: list[dict] = [{"bit": 0, "name": "x87", "offset": 0, "size": None}, {"bit": 1, "name": "sse", "offset": 160, "size": None}]
+    out: list[dict] = [
+        {"bit": 0, "name": "x87", "offset": 0, "size": None},
+        {"bit": 1, "name": "sse", "offset": 160, "size": None},
+    ]
     out = [d for d in out if mask >> d["bit"] & 1]
     for bit in set_bits(mask & ~0b11):
         c = components.get(bit)

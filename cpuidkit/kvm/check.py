@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cpuidkit.core.hosts import HostProfile
+from cpuidkit.core.kernels import DEFAULT_KERNEL
 from cpuidkit.core.sources._common import load_json
 from cpuidkit.core.sources.kvm_json import parse_doc
 from cpuidkit.core.table import CpuidTable
@@ -159,7 +160,7 @@ def _apply_state(v: SimulatedVcpu, s: VcpuSetup, errors: list[dict]) -> None:
             errors.append({"step": key, **e.as_dict()})
 
 
-def build_vcpu(kernel="6.18", vendor="vmx", host=None, setup: VcpuSetup | None = None) -> SimulatedVcpu:
+def build_vcpu(kernel=DEFAULT_KERNEL, vendor="vmx", host=None, setup: VcpuSetup | None = None) -> SimulatedVcpu:
     """A SimulatedVcpu with the VM-level setup done (quirks, HLT exits, permissions)."""
     s = setup or VcpuSetup()
     v = SimulatedVcpu(kernel=kernel, vendor=vendor, host=host)
@@ -177,7 +178,7 @@ def build_vcpu(kernel="6.18", vendor="vmx", host=None, setup: VcpuSetup | None =
 
 def check(
     table: CpuidTable,
-    kernel: str = "6.18",
+    kernel: str = DEFAULT_KERNEL,
     vendor: str = "vmx",
     host: HostProfile | str | None = None,
     state: VcpuSetup | dict | None = None,

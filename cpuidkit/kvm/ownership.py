@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from cpuidkit.core.bits import FieldRef
 from cpuidkit.core.catalog import Field, catalog
 from cpuidkit.core.hosts import HostProfile
+from cpuidkit.core.kernels import DEFAULT_KERNEL
 from cpuidkit.core.table import CpuidEntry, CpuidTable
 from cpuidkit.errors import KvmError
 from cpuidkit.kvm.interface import CR4_OSXSAVE, CR4_PKE, MSR_IA32_APICBASE, MSR_IA32_MISC_ENABLE
@@ -67,7 +68,7 @@ def _vendor_masks(vendor: str, host: HostProfile) -> dict[tuple[int, int, str], 
 
 def as_dicts(items: list[Ownership]) -> list[dict]:
     """``[o.as_dict() for o in items]``, without a method call per field."""
-    out = []
+    out: list[dict] = []
     append = out.append
     for o in items:
         d = o.__dict__
@@ -145,7 +146,7 @@ def ownership(vcpu: SimulatedVcpu, table: CpuidTable | None = None) -> list[Owne
     vendor_driver = f"{vendor} module"
     sup = vcpu.host.supported
     vmasks = _vendor_masks(vendor, vcpu.host)
-    out = []
+    out: list[Ownership] = []
     append = out.append
     for leaf, reg, members, found in catalog().registers(table):
         # per subleaf: the runtime drivers of this register, the vendor module's mask, and (for feature leaves
@@ -194,7 +195,7 @@ def ownership(vcpu: SimulatedVcpu, table: CpuidTable | None = None) -> list[Owne
 
 # -- the catalog's owner column -----------------------------------------------------------------
 
-REFERENCE = {"kernel": "6.18", "vendor": "vmx", "host": "sapphire-rapids"}
+REFERENCE = {"kernel": DEFAULT_KERNEL, "vendor": "vmx", "host": "sapphire-rapids"}
 CATALOG_OWNERS = ("runtime", "checked", "derived", "passthrough")
 
 

@@ -254,7 +254,7 @@ def _has_ref(table: CpuidTable, ref) -> bool:
 
 
 @functools.lru_cache(maxsize=256)
-def _cr4_global(host: HostProfile, kernel: KernelProfile) -> tuple[int, tuple[str, ...]]:
+def _cr4_global(host: HostProfile, kernel: KernelProfile) -> tuple[int, tuple[tuple[str, tuple], ...]]:
     """KVM's global ``cr4_reserved_bits`` for a host (its caps), and the CPUID-dependent CR4 bits."""
     # "OSXSAVE<-XSAVE;SMEP<-SMEP;…": the CR4 bits whose legality follows a CPUID feature in this kernel
     active = _feature_rule(kernel.value("cr4_reserved_from_cpuid"))

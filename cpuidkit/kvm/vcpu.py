@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 
 from cpuidkit.core.hosts import VENDORS, XFEATURE_MASK_XTILE_DATA, HostProfile
-from cpuidkit.core.kernels import KernelProfile, kernel_profile
+from cpuidkit.core.kernels import DEFAULT_KERNEL, KernelProfile, kernel_profile
 from cpuidkit.core.table import CpuidEntry, CpuidTable
 from cpuidkit.errors import InputError, KvmError
 from cpuidkit.kvm.interface import (
@@ -62,7 +62,7 @@ class SimulatedVcpu:
     """The model behind the ``Vcpu`` interface (see ``cpuidkit.kvm.interface``)."""
 
     def __init__(
-        self, kernel: str | KernelProfile = "6.18", vendor: str = "vmx", host: HostProfile | str | None = None
+        self, kernel: str | KernelProfile = DEFAULT_KERNEL, vendor: str = "vmx", host: HostProfile | str | None = None
     ):
         if vendor not in VENDORS:
             raise InputError(f"vendor must be one of {', '.join(VENDORS)}, got {vendor!r}", where="vendor")
@@ -317,7 +317,8 @@ class SimulatedVcpu:
         self._vcpu()
         op = "KVM_SET_MSRS"
         if index == MSR_IA32_APICBASE:
-            has_x2apic = bool(self._stored.get(1) and self._stored.get(1).ecx >> 21 & 1)
+            leaf1 = self._stored.get(1)
+            has_x2apic = bool(leaf1 and leaf1.ecx >> 21 & 1)
             reserved = reserved_gpa_bits(self.derived.maxphyaddr) | 0x2FF | (0 if has_x2apic else 1 << 10)
             reserved &= (1 << 64) - 1
             if value & reserved and not (

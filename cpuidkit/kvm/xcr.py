@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 from cpuidkit.core.bits import U64, set_bits
 from cpuidkit.core.hosts import HostProfile
+from cpuidkit.core.kernels import DEFAULT_KERNEL
 from cpuidkit.core.table import CpuidTable
 from cpuidkit.core.xsave import (
     KVM_MAX_XCRS,
@@ -193,9 +194,9 @@ def set_xcrs(
     for xcr, value in entries:
         if xcr != XCR_XFEATURE_ENABLED_MASK:
             continue
-        why = vcpu.xcr0_violation(value)
-        if why:
-            return XcrResult(EINVAL, "xcr0_rules", why, _xcr0_rule_source(vcpu))
+        violation = vcpu.xcr0_violation(value)
+        if violation:
+            return XcrResult(EINVAL, "xcr0_rules", violation, _xcr0_rule_source(vcpu))
         if apply:
             vcpu.set_xcr0(value)
         return XcrResult(OK, None, f"XCR0 := {value:#x}", _xcr0_rule_source(vcpu))
@@ -276,7 +277,7 @@ IA32_XFD, IA32_XFD_ERR = 0x1C4, 0x1C5
 
 
 def amx_report(
-    host: HostProfile | str | None = None, kernel: str = "6.18", vendor: str = "vmx", table: CpuidTable | None = None
+    host: HostProfile | str | None = None, kernel: str = DEFAULT_KERNEL, vendor: str = "vmx", table: CpuidTable | None = None
 ) -> dict:
     """What a guest with AMX meets on ``host``: components, permission, KVM_SET_CPUID2, XCR0, XFD.
 
@@ -507,6 +508,7 @@ def sgx_ecreate(
                 src,
             )
         g0, g1 = stored.get(0x12, 0), stored.get(0x12, 1)
+        assert g0 is not None and g1 is not None  # f["leaf_0x12_0"] and f["leaf_0x12_1"] checked above
         allowed_xfrm = g1.ecx | g1.edx << 32
         if miscselect & ~g0.ebx & 0xFFFFFFFF:
             return EcreateResult(

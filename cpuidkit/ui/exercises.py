@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from cpuidkit.analysis.lint import lint_table
 from cpuidkit.core.catalog import catalog
-from cpuidkit.core.kernels import behaviour_rows
+from cpuidkit.core.kernels import DEFAULT_KERNEL, behaviour_rows
 from cpuidkit.core.table import CpuidEntry, CpuidTable
 from cpuidkit.core.xsave import standard_size
 from cpuidkit.errors import CpuidkitError, KvmError
@@ -41,7 +41,7 @@ __all__ = [
 ]
 
 HOST = "sapphire-rapids"
-KERNEL = "6.18"
+KERNEL = DEFAULT_KERNEL
 
 
 @dataclass(frozen=True)
@@ -235,7 +235,9 @@ def check_xsave_size(answer) -> Feedback:
         return _todo("Replace None with a number of bytes.")
     h = _host()
     out = check(h.supported_cpuid(), kernel=KERNEL, host=h, state={"cr4": 1 << 18, "xcr0": 0x7})
-    want = out.stored.get(0xD, 0).ebx
+    xsave = out.stored.get(0xD, 0)
+    assert xsave is not None  # sapphire-rapids' supported CPUID has 0xD.0
+    want = xsave.ebx
     try:
         got = int(answer)
     except (TypeError, ValueError):
@@ -336,6 +338,7 @@ def check_sane_but_legal(table) -> Feedback:
     h = _host()
     out = check(table, kernel=KERNEL, host=h)
     if not out.accepted:
+        assert out.error is not None  # check() rejects exactly when it has an error
         return Feedback(
             False,
             f"KVM rejects it ({out.errno}, rule {out.error.rule}): that cell is 'rejected'. "

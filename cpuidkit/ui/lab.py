@@ -262,6 +262,7 @@ class Lab:
         out = []
         for bit in range(32):
             own = next((o for o in owned if o.field.lo <= bit <= o.field.hi), None)
+            fld: Field | None
             if own is not None:
                 owner, fld, driver = own.owner, own.field, own.driver
             else:

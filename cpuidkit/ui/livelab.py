@@ -70,6 +70,7 @@ class LiveLab:
             for s, m, k in zip(steps, model.errnos, real.errnos)
         ]
         diffs = compare(model, real, self.masks)
+        assert model.final is not None and real.final is not None  # run_steps() always sets final
         rows.append(
             {
                 "step": "final KVM_GET_CPUID2",
@@ -116,7 +117,7 @@ class LiveLab:
                 mask = m[what]
                 names = sorted(
                     {
-                        (catalog().at(leaf, sub, reg, b).name if catalog().at(leaf, sub, reg, b) else f"bit{b}")
+                        (fld.name if (fld := catalog().at(leaf, sub, reg, b)) else f"bit{b}")
                         for b in range(32)
                         if mask >> b & 1
                     }

@@ -41,7 +41,7 @@ from cpuidkit.kvm.runtime import APICBASE_ENABLE, MISC_ENABLE_MWAIT
 from cpuidkit.kvm.xcr import evaluate_xcr0
 from cpuidkit.live import kvm_available, resolve_host
 from cpuidkit.ui._theme import CHANGED_OUTLINE, OWNER_COLOURS, VERDICT_COLOURS, legend_html, owner_colour
-from cpuidkit.ui.course import review
+from cpuidkit.ui.course import Review, review
 from cpuidkit.ui.lab import LINEAR_WIDTH, MAXPHYADDR, Lab, RuntimeState, load_table_or_keep
 
 __all__ = [
@@ -160,7 +160,8 @@ class BitGrid(W.VBox, _View):
     def refresh(self) -> None:
         infos = self.lab.bits(self.leaf, self.subleaf, self.register)
         req = sum(i.requested << i.bit for i in infos)
-        stored = None if infos[0].stored is None else sum(i.stored << i.bit for i in infos)
+        # Lab.bits() gives every bit a stored value or none of them, so the filter only narrows the type
+        stored = None if infos[0].stored is None else sum(i.stored << i.bit for i in infos if i.stored is not None)
         title = (
             f"<b>CPUID {self.leaf:#x}.{self.subleaf} {self.register.upper()}</b> "
             f"&nbsp;set <code>{req:#010x}</code> &nbsp;stored "
@@ -339,6 +340,8 @@ class KernelSelector(W.VBox, _View):
 
 class VendorSelector(W.ToggleButtons, _View):
     """The KVM vendor module: kvm_intel (vmx), kvm_amd (svm) or kvm_pvm (pvm)."""
+
+    value: str  # the ipywidgets trait (untyped there)
 
     def __init__(self, lab: Lab):
         self._subscribe(lab)
@@ -932,6 +935,8 @@ class LintPanel(W.HTML, _View):
     """The lint's findings for the Lab's table (``cpuidkit.analysis.lint.lint_table``), worst first.
     ``intended`` marks findings that are insane on purpose (they stay listed, marked)."""
 
+    value: str  # the ipywidgets trait (untyped there)
+
     def __init__(self, lab: Lab, intended=None, show_info: bool = False):
         self._subscribe(lab)
         self.intended = intended
@@ -1052,7 +1057,7 @@ class ReviewPanel(W.VBox, _View):
         self.intended = intended
         self.button = W.Button(description="review again", icon="refresh")
         self.out = W.Output()
-        self.review = None
+        self.review: Review | None = None
         self.button.on_click(lambda _b: self.refresh())
         super().__init__([self.button, self.out])
         self.refresh()

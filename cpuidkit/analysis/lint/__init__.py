@@ -49,6 +49,7 @@ from cpuidkit.core.bits import FLAG_SIGNIFICANT_INDEX, extract_bits, set_bits
 from cpuidkit.core.catalog import catalog
 from cpuidkit.core.hosts import HostProfile
 from cpuidkit.core.indexed import INDEXED_FUNCTIONS
+from cpuidkit.core.kernels import DEFAULT_KERNEL
 from cpuidkit.core.table import CpuidEntry, CpuidTable
 from cpuidkit.core.xsave import XFEATURE_NAMES, components_of
 from cpuidkit.errors import InputError
@@ -1180,7 +1181,7 @@ def _cases(cases) -> list[Case]:
     return out
 
 
-def matrix(cases, kernel: str = "6.18", vendor: str = "vmx", host=None) -> Matrix:
+def matrix(cases, kernel: str = DEFAULT_KERNEL, vendor: str = "vmx", host=None) -> Matrix:
     """Check each case with KVM's model and with the lint, and place it in the matrix.
 
     ``cases``: Case objects, ``(name, table[, intended])`` tuples, or a
