@@ -13,17 +13,13 @@ import random
 import re
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import pytest
-
 from conftest import DUMPS, ROOT, firecracker_dumps, libcpuid_dumps, libvirt_dumps
 
 from cpuidkit import InputError
-from cpuidkit.cli.main import main
-from cpuidkit.kvm.check import check
-from cpuidkit.core.hosts import HostProfile
 from cpuidkit.analysis.lint import (
     ARCH_INDEXED_FUNCTIONS,
     CLASSES,
@@ -42,9 +38,12 @@ from cpuidkit.analysis.lint import (
     rules_markdown,
     summarize,
 )
-from cpuidkit.core.sources import load, save
+from cpuidkit.cli.main import main
 from cpuidkit.core.bits import FLAG_SIGNIFICANT_INDEX
+from cpuidkit.core.hosts import HostProfile
+from cpuidkit.core.sources import load, save
 from cpuidkit.core.table import CpuidEntry, CpuidTable
+from cpuidkit.kvm.check import check
 
 LIBVIRT = DUMPS / "libvirt"
 
@@ -104,11 +103,11 @@ def test_at_least_25_rules_in_three_classes():
 
 def test_every_rule_row_has_an_implementation_and_back():
     assert set(implementations()) == set(rules())
-    from cpuidkit.analysis import lint
+    from cpuidkit.analysis.lint import checks as rule_code
 
     dep_rules = {d.rule for d in dependencies()}
-    assert not dep_rules & set(lint._CHECKS), "a rule is both a function and dependency rows"
-    assert set(lint._CHECKS) | dep_rules == set(rules())
+    assert not dep_rules & set(rule_code._CHECKS), "a rule is both a function and dependency rows"
+    assert set(rule_code._CHECKS) | dep_rules == set(rules())
 
 
 def test_dependency_rules_are_insane_and_name_catalog_fields():
@@ -137,7 +136,7 @@ def test_kvm_checks_column_is_only_the_linear_width():
 
 
 def test_bad_rule_data_is_an_input_error(monkeypatch):
-    from cpuidkit.analysis import lint
+    from cpuidkit.analysis.lint import model as lint
 
     monkeypatch.setattr(lint, "read_csv", lambda name: [
         {"id": "x", "class": "weird", "fields": "", "explanation": "e", "reference": "r", "kvm_checks": "no",
@@ -251,9 +250,9 @@ def _dependency_cases() -> list[RuleCase]:
         for d in edges:
             for name in names:
                 t = base(name)
-                from cpuidkit.analysis.lint import _View
+                from cpuidkit.analysis.lint.checks import View
 
-                v = _View(t, None)
+                v = View(t, None)
                 if v.ref(d.feature) and v.ref(d.requires) and rid not in rule_ids(lint_table(t)):
                     found = RuleCase(rid, name, lambda t, r=d.requires: set_ref(t, r, 0))
                     break
@@ -538,13 +537,14 @@ def _m_pv_without_hypervisor(t, rng):
 
 
 def _m_vendor_swap(t, rng):
-    from cpuidkit.analysis import lint
+    from cpuidkit.analysis.lint.checks import View
+    from cpuidkit.analysis.lint.model import AMD_ONLY_LEAVES, INTEL_ONLY_LEAVES
 
     if t.vendor in ("AuthenticAMD", "HygonGenuine"):
-        own, other = lint._AMD_ONLY_LEAVES, "GenuineIntel"
+        own, other = AMD_ONLY_LEAVES, "GenuineIntel"
     else:
-        own, other = lint._INTEL_ONLY_LEAVES, "AuthenticAMD"
-    v = lint._View(t, None)
+        own, other = INTEL_ONLY_LEAVES, "AuthenticAMD"
+    v = View(t, None)
     if not any(v.in_range(e.function) and e.function in own and (e.eax or e.ebx or e.ecx or e.edx) for e in t):
         return None
     return _vendor(t, other)
