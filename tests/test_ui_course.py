@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import pytest
+from conftest import ROOT, libvirt_dumps
 
+from cpuidkit.analysis.review import Review, render_html, render_markdown
+from cpuidkit.analysis.review import review as analysis_review
 from cpuidkit.core.hosts import HostProfile
 from cpuidkit.core.kernels import kernel_profile
-from cpuidkit.ui import course
-from cpuidkit.ui.lab import Lab, RuntimeState
+from cpuidkit.ui import course, livelab
+from cpuidkit.ui.lab import Lab, VcpuSetup
 
 HOST = HostProfile.resolve("sapphire-rapids")
 
@@ -30,8 +33,12 @@ def test_rejection_scenarios():
     assert rows["AMX TILEDATA without permission"]["errno"] == "EPERM"
     assert rows["re-SET a changed table after KVM_RUN"]["errno"] == "EINVAL"
     rejected = {n for n, r in rows.items() if r["verdict"] == "rejected"}
-    assert rejected == {"257 entries", "linear width 50", "AMX TILEDATA without permission",
-                        "re-SET a changed table after KVM_RUN"}
+    assert rejected == {
+        "257 entries",
+        "linear width 50",
+        "AMX TILEDATA without permission",
+        "re-SET a changed table after KVM_RUN",
+    }
 
 
 def test_post_run_history_follows_the_profiles():
@@ -59,10 +66,23 @@ def test_review_sections():
     table, edits = course.example_template(HOST)
     assert any("OSXSAVE" in e for e in edits)
     r = course.review(table, HOST, pool=["cascade-lake"])
-    heads = [h for h, _ in r.sections]
-    assert heads[0] == "Verdict" and "Migration" in heads
+    heads = [s.title for s in r.sections]
+    assert heads[0] == "Summary" and heads[1] == "1. KVM's verdict" and heads[-1] == "8. Migration to the pool"
     md = r._repr_markdown_()
     assert "`osxsave`" in md and "cascade-lake" in md
+    page = r._repr_html_()
+    assert page.count("<svg ") == 2 and "<h4>8. Migration to the pool</h4>" in page
+
+
+def test_the_notebook_review_is_the_command_review():
+    """One engine: the course's review is cpuidkit review's (same data, sections, figures and text)."""
+    assert course.Review is Review
+    table, _ = course.example_template(HOST)
+    mine = course.review(table, HOST, kernel="6.6", vendor="vmx")
+    theirs = analysis_review(table, HOST, kernel="6.6", vendor="vmx")
+    assert mine.data == theirs.data and mine.figures == theirs.figures
+    assert render_markdown(mine) == render_markdown(theirs) and render_html(mine) == render_html(theirs)
+    assert "pool" not in mine.data and not mine.section("8.")
 
 
 def test_predicted_matrix_matches_history():
@@ -78,13 +98,11 @@ def test_lab_rejects_bad_edits_without_changing():
     with pytest.raises(Exception):
         lab.update(kernel="banana")
     assert (lab.table, lab.kernel, lab.vendor, lab.outcome) == before
-    lab.update(state=RuntimeState(cr4=1 << 18))
+    lab.update(state=VcpuSetup(cr4=1 << 18))
     assert lab.outcome.stored.get_field("osxsave") == 1
 
 
 def test_live_lab_skips_with_a_message(monkeypatch):
-    from cpuidkit.ui import livelab
-
     monkeypatch.setenv("CPUIDKIT_KVM_DEVICE", "/nonexistent/kvm")
     ok, why = livelab.kvm_status()
     assert not ok
@@ -93,9 +111,7 @@ def test_live_lab_skips_with_a_message(monkeypatch):
 
 @pytest.mark.kvm
 def test_live_lab_agrees_with_the_model():
-    from cpuidkit.ui.livelab import LiveLab
-
-    lab = LiveLab()
+    lab = livelab.LiveLab()
     rows = lab.side_by_side("linear width 50 (EINVAL)")
     assert rows[0]["kernel"] == "EINVAL" and all(r["agree"] for r in rows)
     result = lab.agreement(n_random=5, seed=3)
@@ -103,12 +119,9 @@ def test_live_lab_agrees_with_the_model():
 
 
 def test_fleet_panel_shows_the_libvirt_pool(monkeypatch):
-    from conftest import ROOT, libvirt_dumps
-    from cpuidkit.ui.course import fleet_panel
-
     # the course looks for <CPUIDKIT_SHARED>/data/cpuid-dumps: point it at the repository's tests/data
     monkeypatch.setenv("CPUIDKIT_SHARED", str(ROOT / "tests"))
-    panel = fleet_panel()
+    panel = course.fleet_panel()
     f = panel.fleet
     s = f.summary()
     assert len(f) == len(libvirt_dumps()) == 28

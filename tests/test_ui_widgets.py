@@ -17,7 +17,7 @@ from cpuidkit.core.hosts import HostProfile  # noqa: E402
 from cpuidkit.core.kernels import named_kernels  # noqa: E402
 from cpuidkit.core.sources import load  # noqa: E402
 from cpuidkit.core.bits import FieldRef  # noqa: E402
-from cpuidkit.ui import CpuidToggler, Lab, RuntimeState  # noqa: E402
+from cpuidkit.ui import CpuidToggler, Lab, VcpuSetup  # noqa: E402
 from cpuidkit.ui import widgets as W  # noqa: E402
 
 HOST = HostProfile.resolve("sapphire-rapids")
@@ -165,7 +165,7 @@ def test_xcr0_checkboxes_agree_with_the_core():
     from cpuidkit.kvm.vcpu import SimulatedVcpu
     from cpuidkit.kvm.xcr import evaluate_xcr0
 
-    lab = Lab(HOST, state=RuntimeState(cr4=1 << 18))
+    lab = Lab(HOST, state=VcpuSetup(cr4=1 << 18))
     x = W.Xcr0Checkboxes(lab)
     for value in (0x7, 0x67, 0xE7, 0x5, 0x20007, 0x2E7):
         x.set_value(value)

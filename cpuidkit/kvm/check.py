@@ -8,8 +8,11 @@ guest_supported_xcr0, CR4 reserved bits).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
+from typing import Any
 
 from cpuidkit.core.hosts import HostProfile
 from cpuidkit.core.kernels import DEFAULT_KERNEL
@@ -38,19 +41,21 @@ _STATE_KEYS = {
 }
 
 
-@dataclass
+@dataclass(frozen=True)
 class VcpuSetup:
-    """The vCPU state a table is checked against (the keys of a STATE.json)."""
+    """The vCPU state a VMM writes after KVM_SET_CPUID2, which a table is checked against (the keys of a
+    STATE.json; None: left at its reset value).  The one state type: the CLI's ``--state``, the notebooks'
+    Lab and the review all use it."""
 
     cr4: int | None = None
     xcr0: int | None = None
     xss: int | None = None
     apic_base: int | None = None
     misc_enable: int | None = None
-    quirks_disabled: list[str] = field(default_factory=list)
+    quirks_disabled: tuple[str, ...] = ()
     hlt_exits_disabled: bool = False
     has_run: bool = False
-    previous: CpuidTable | None = None
+    previous: CpuidTable | None = None  # the table the vCPU was set with before KVM_RUN
     xfeature_permission: int = 0
 
     @classmethod
@@ -77,7 +82,7 @@ class VcpuSetup:
                 raise InputError(
                     "quirks_disabled must be a list of quirk names", source=source, where="quirks_disabled"
                 )
-            kw["quirks_disabled"] = q
+            kw["quirks_disabled"] = tuple(q)
         if doc.get("previous") is not None:
             where = f"{source or 'state'}:previous"
             kw["previous"] = CpuidTable(parse_doc(doc["previous"], where), source=where)
@@ -104,17 +109,19 @@ def load_state(path: str | Path) -> VcpuSetup:
     return VcpuSetup.from_dict(load_json(text, str(path)), source=str(path))
 
 
-@dataclass
+@dataclass(frozen=True)
 class Outcome:
+    """KVM's whole answer for one table; immutable (``derived`` is a read-only mapping)."""
+
     verdict: str  # "accepted" / "rejected"
     error: KvmError | None
     stored: CpuidTable
-    fields: list[Ownership]
-    derived: dict
+    fields: tuple[Ownership, ...]
+    derived: Mapping[str, Any]
     kernel: str
     vendor: str
     host: str
-    state_errors: list[dict] = field(default_factory=list)
+    state_errors: tuple[dict, ...] = ()
 
     @property
     def accepted(self) -> bool:
@@ -137,8 +144,8 @@ class Outcome:
             "host": self.host,
             "stored": self.stored.as_dicts(),
             "fields": ownership_dicts(self.fields),
-            "derived": self.derived,
-            "state_errors": self.state_errors,
+            "derived": dict(self.derived),
+            "state_errors": list(self.state_errors),
         }
 
 
@@ -227,10 +234,10 @@ def check(
         verdict="rejected" if error else "accepted",
         error=error,
         stored=stored,
-        fields=fields,
-        derived=derived,
+        fields=tuple(fields),
+        derived=MappingProxyType(derived),
         kernel=v.kernel,
         vendor=v.vendor,
         host=v.host.name,
-        state_errors=errors,
+        state_errors=tuple(errors),
     )

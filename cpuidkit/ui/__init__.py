@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import importlib
 
-__all__ = ["Lab", "RuntimeState", "CpuidToggler", "plots", "widgets", "exercises"]
+__all__ = ["Lab", "VcpuSetup", "CpuidToggler", "plots", "widgets", "exercises"]
 
 _LAZY = {
     "Lab": ("cpuidkit.ui.lab", "Lab"),
-    "RuntimeState": ("cpuidkit.ui.lab", "RuntimeState"),
+    "VcpuSetup": ("cpuidkit.kvm.check", "VcpuSetup"),
     "CpuidToggler": ("cpuidkit.ui.widgets", "CpuidToggler"),
 }
 

@@ -28,43 +28,13 @@ from cpuidkit.kvm.check import Outcome, VcpuSetup, check
 from cpuidkit.kvm.ownership import Ownership
 from cpuidkit.live import resolve_host
 
-__all__ = ["Lab", "RuntimeState", "BitInfo", "DEFAULT_HOST", "load_table_or_keep"]
+__all__ = ["Lab", "BitInfo", "DEFAULT_HOST", "load_table_or_keep"]
 
 DEFAULT_HOST = "sapphire-rapids"
 LINEAR_WIDTH = FieldRef(0x80000008, 0, "eax", 15, 8)
 MAXPHYADDR = FieldRef(0x80000008, 0, "eax", 7, 0)
 
 Listener = Callable[["Lab", set], None]
-
-
-@dataclass(frozen=True)
-class RuntimeState:
-    """vCPU state a VMM writes after KVM_SET_CPUID2 (None: left at its reset value)."""
-
-    cr4: int | None = None
-    xcr0: int | None = None
-    xss: int | None = None
-    apic_base: int | None = None
-    misc_enable: int | None = None
-    quirks_disabled: tuple[str, ...] = ()
-    hlt_exits_disabled: bool = False
-    xfeature_permission: int = 0
-    has_run: bool = False
-    previous: CpuidTable | None = None  # the table the vCPU was set with before KVM_RUN
-
-    def setup(self) -> VcpuSetup:
-        return VcpuSetup(
-            cr4=self.cr4,
-            xcr0=self.xcr0,
-            xss=self.xss,
-            apic_base=self.apic_base,
-            misc_enable=self.misc_enable,
-            quirks_disabled=list(self.quirks_disabled),
-            hlt_exits_disabled=self.hlt_exits_disabled,
-            has_run=self.has_run,
-            previous=self.previous,
-            xfeature_permission=self.xfeature_permission,
-        )
 
 
 @dataclass(frozen=True)
@@ -109,13 +79,13 @@ class Lab:
         kernel: str = DEFAULT_KERNEL,
         vendor: str = "vmx",
         table: CpuidTable | None = None,
-        state: RuntimeState | None = None,
+        state: VcpuSetup | None = None,
     ):
         self.host = resolve_host(host)
         self.kernel = kernel
         self.vendor = vendor
         self.table = table if table is not None else self.host.supported_cpuid()
-        self.state = state or RuntimeState()
+        self.state = state or VcpuSetup()
         self._listeners: list[Listener] = []
         self._owners: dict[tuple[int, int, str], list[Ownership]] | None = None
         self.outcome: Outcome = self._evaluate()
@@ -129,11 +99,11 @@ class Lab:
     # -- the core's answer ---------------------------------------------------------------
     def _evaluate(self) -> Outcome:
         self._owners = None
-        return check(self.table, kernel=self.kernel, vendor=self.vendor, host=self.host, state=self.state.setup())
+        return check(self.table, kernel=self.kernel, vendor=self.vendor, host=self.host, state=self.state)
 
     def expected(self) -> Outcome:
         """A fresh ``check()`` of the current configuration (what every view must agree with)."""
-        return check(self.table, kernel=self.kernel, vendor=self.vendor, host=self.host, state=self.state.setup())
+        return check(self.table, kernel=self.kernel, vendor=self.vendor, host=self.host, state=self.state)
 
     @property
     def accepted(self) -> bool:
@@ -160,7 +130,7 @@ class Lab:
         kernel: str | None = None,
         vendor: str | None = None,
         host: HostProfile | str | None = None,
-        state: RuntimeState | None = None,
+        state: VcpuSetup | None = None,
     ) -> None:
         """Change several things at once (one evaluation, one notification).  A bad value raises
         before anything changes."""
@@ -228,7 +198,7 @@ class Lab:
 
     def reset_vcpu(self) -> None:
         """A new vCPU: reset state, not run."""
-        self.update(state=RuntimeState(xfeature_permission=self.state.xfeature_permission))
+        self.update(state=VcpuSetup(xfeature_permission=self.state.xfeature_permission))
 
     # -- export / import ----------------------------------------------------------------
     def export_json(self, path: str | Path) -> Path:

@@ -42,7 +42,7 @@ from cpuidkit.kvm.xcr import evaluate_xcr0
 from cpuidkit.live import kvm_available, resolve_host
 from cpuidkit.ui._theme import CHANGED_OUTLINE, OWNER_COLOURS, VERDICT_COLOURS, legend_html, owner_colour
 from cpuidkit.ui.course import Review, review
-from cpuidkit.ui.lab import LINEAR_WIDTH, MAXPHYADDR, Lab, RuntimeState, load_table_or_keep
+from cpuidkit.ui.lab import LINEAR_WIDTH, MAXPHYADDR, Lab, VcpuSetup, load_table_or_keep
 
 __all__ = [
     "BitGrid",
@@ -761,7 +761,7 @@ def xsetbv_result(lab: Lab, value: int) -> dict:
     (``cpuidkit.core.xsave.evaluate_xcr0``: #UD with CR4.OSXSAVE clear, #GP(0) or EINVAL on a
     rule of ``__kvm_set_xcr``), or why it cannot be asked (KVM refused the table)."""
 
-    v = build_vcpu(lab.kernel, lab.vendor, lab.host, lab.state.setup())
+    v = build_vcpu(lab.kernel, lab.vendor, lab.host, lab.state)
     try:
         v.set_cpuid(lab.table)
     except Exception as e:  # noqa: BLE001 - a rejected table: nothing to test against
@@ -1043,9 +1043,9 @@ class RejectionExplorer(W.VBox, _View):
         perm = 1 << 18 if self.permission.value else 0
         if self.after_run.value:
             flipped = t.set_field("0x6.0.eax[0]", 1 - (t.get_field("0x6.0.eax[0]") or 0))
-            self.lab.update(table=flipped, state=RuntimeState(xfeature_permission=perm, has_run=True, previous=t))
+            self.lab.update(table=flipped, state=VcpuSetup(xfeature_permission=perm, has_run=True, previous=t))
         else:
-            self.lab.update(table=t, state=RuntimeState(xfeature_permission=perm))
+            self.lab.update(table=t, state=VcpuSetup(xfeature_permission=perm))
 
 
 class ReviewPanel(W.VBox, _View):
