@@ -14,6 +14,7 @@ owner              meaning
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -66,7 +67,7 @@ def _vendor_masks(vendor: str, host: HostProfile) -> dict[tuple[int, int, str], 
     return {}
 
 
-def as_dicts(items: list[Ownership]) -> list[dict]:
+def as_dicts(items: Iterable[Ownership]) -> list[dict]:
     """``[o.as_dict() for o in items]``, without a method call per field."""
     out: list[dict] = []
     append = out.append

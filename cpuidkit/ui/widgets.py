@@ -26,7 +26,9 @@ from __future__ import annotations
 
 import html
 import re
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import ipywidgets as W
 
@@ -436,7 +438,7 @@ class HostPicker(W.VBox, _View):
 # -- verdict and field table ---------------------------------------------------------------------
 
 
-def verdict_html(v: dict, derived: dict | None = None) -> str:
+def verdict_html(v: dict, derived: Mapping[str, Any] | None = None) -> str:
     """The verdict panel's HTML for ``Lab.verdict()`` (or ``Outcome.as_dict()``)."""
     colour = VERDICT_COLOURS[v["verdict"]]
     head = f'<span style="color:{colour};font-size:120%;font-weight:bold">{v["verdict"].upper()}</span>'
