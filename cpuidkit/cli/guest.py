@@ -60,7 +60,9 @@ def load_guest_table(spec: str):
     raise LookupFailed(f"{spec!r} is neither a file, a built-in host ({', '.join(sorted(hosts))}), nor 'live'")
 
 
-def build_xcr0_vcpu(table, *, host=None, kernel: str = DEFAULT_KERNEL, vendor: str | None = None, permission: bool = True):
+def build_xcr0_vcpu(
+    table, *, host=None, kernel: str = DEFAULT_KERNEL, vendor: str | None = None, permission: bool = True
+):
     """A simulated vCPU holding ``table``, as a VMM would set it up (dynamic-feature permission asked first)."""
 
     h = resolve_host(host)

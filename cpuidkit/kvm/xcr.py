@@ -277,7 +277,10 @@ IA32_XFD, IA32_XFD_ERR = 0x1C4, 0x1C5
 
 
 def amx_report(
-    host: HostProfile | str | None = None, kernel: str = DEFAULT_KERNEL, vendor: str = "vmx", table: CpuidTable | None = None
+    host: HostProfile | str | None = None,
+    kernel: str = DEFAULT_KERNEL,
+    vendor: str = "vmx",
+    table: CpuidTable | None = None,
 ) -> dict:
     """What a guest with AMX meets on ``host``: components, permission, KVM_SET_CPUID2, XCR0, XFD.
 
