@@ -1,7 +1,7 @@
 """The fleet migration matrix for 1,000 hosts (10^6 ordered pairs), goal ≤ 2 s.
 
 The 1,000 hosts are the 28 libvirt dumps of ../shared/data/cpuid-dumps/libvirt, each repeated and
-deterministically perturbed (cpuidkit.analysis.fleet.synthetic_fleet: features cleared, MAXPHYADDR, LA57, AVX-512 or
+deterministically perturbed (synthetic_fleet of tests/synthetic_hosts.py: features cleared, MAXPHYADDR, LA57, AVX-512 or
 AMX state, PKRU offset changed).  The figure is the median time of cpuidkit.analysis.fleet.fleet() over the host
 profiles: reducing every host to numbers and every rule over all pairs; the common baseline is timed
 separately.  Parsing the dump files is not included (it is I/O, once per pool).
@@ -17,11 +17,12 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]  # tests/ holds synthetic_hosts.py
 
 
 def measure(n: int = 1000, runs: int = 3) -> dict:
-    from cpuidkit.analysis.fleet import common_baseline, fleet, synthetic_fleet
+    from cpuidkit.analysis.fleet import common_baseline, fleet
+    from synthetic_hosts import synthetic_fleet
     from cpuidkit.core.sources import load
 
     dumps = sorted((ROOT.parent / "shared" / "data" / "cpuid-dumps" / "libvirt").glob("*.xml"))

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from cpuidkit.lab import missing_requirements
+
 ROOT = Path(__file__).resolve().parent.parent
 TEST_DATA = ROOT / "tests" / "data"  # third-party and recorded inputs, kept in the repo (see its README.md)
 DUMPS = TEST_DATA / "cpuid-dumps"
@@ -40,8 +42,6 @@ def _chromium() -> str | None:
 
 def _lab() -> str | None:
     """The kernel lab (cpuidkit.lab) needs qemu-system-x86_64, a static busybox, cpio, apt-get and dpkg-deb."""
-    from cpuidkit.lab import missing_requirements
-
     missing = missing_requirements()
     return "the kernel lab cannot run here: " + "; ".join(missing) if missing else None
 

@@ -3,29 +3,35 @@ everywhere, and `cpuidkit fleet` works on a folder of dumps."""
 
 from __future__ import annotations
 
+import io
 import json
 import random
 import subprocess
 import sys
 
 import pytest
-
 from conftest import DUMPS, ROOT, libvirt_dumps
+from synthetic_hosts import synthetic_fleet
 
-from cpuidkit.live import host_profile
-from cpuidkit.errors import InputError
-from cpuidkit.cli.main import main
+import cpuidkit.analysis.fleet as fleet_module
+import cpuidkit.analysis.migrate as migrate_module
+from cpuidkit.analysis.figures import plot_matrix
 from cpuidkit.analysis.fleet import (
     BIT,
     RULES,
     common_baseline,
     fleet,
     load_hosts,
-    plot_matrix,
-    synthetic_fleet,
 )
-from cpuidkit.core.hosts import HostProfile, builtin_hosts
+from cpuidkit.analysis.lint import lint_table
 from cpuidkit.analysis.migrate import migrate
+from cpuidkit.cli.main import main
+from cpuidkit.cli.review import terminal_progress
+from cpuidkit.core.catalog import catalog
+from cpuidkit.core.hosts import HostProfile, builtin_hosts
+from cpuidkit.core.sources import load
+from cpuidkit.errors import InputError
+from cpuidkit.live import host_profile
 
 
 @pytest.fixture(scope="module")
@@ -36,14 +42,17 @@ def libvirt_hosts():
 @pytest.fixture(scope="module")
 def pool(libvirt_hosts):
     """The 28 libvirt dumps, the built-in hosts (one with a measured KVM_GET_SUPPORTED_CPUID) and 60 perturbed."""
-    synthetic = synthetic_fleet([h.cpuid for h in libvirt_hosts], 88, seed=7)[len(libvirt_hosts):]
+    synthetic = synthetic_fleet([h.cpuid for h in libvirt_hosts], 88, seed=7)[len(libvirt_hosts) :]
     return libvirt_hosts + list(builtin_hosts().values()) + synthetic
 
 
 def _expected(guest_host, dest, kernel, vendor):
     r = migrate(guest_host.cpuid, dest, source=guest_host, kernel=kernel, vendor=vendor)
-    return ({f.rule for f in r.findings if f.severity == "blocker"},
-            {f.rule for f in r.findings if f.severity == "warning"}, r.verdict)
+    return (
+        {f.rule for f in r.findings if f.severity == "blocker"},
+        {f.rule for f in r.findings if f.severity == "warning"},
+        r.verdict,
+    )
 
 
 @pytest.mark.parametrize("kernel,vendor", [("6.18", None), ("5.10", None), ("6.1", "svm"), ("6.18", "pvm")])
@@ -62,17 +71,22 @@ def test_matrix_agrees_with_migrate_on_sampled_pairs(pool, kernel, vendor):
 
 
 def test_every_rule_of_migrate_is_a_matrix_rule():
-    import cpuidkit.analysis.migrate as m
-
-    documented = {line.split("``")[1] for line in m.__doc__.splitlines() if line.startswith("``") and "  " in line}
+    documented = {
+        line.split("``")[1] for line in migrate_module.__doc__.splitlines() if line.startswith("``") and "  " in line
+    }
     assert documented == set(RULES)
 
 
 def test_exact_column_for_a_measured_pvm_host(libvirt_hosts):
     """A destination with a measured pvm rewrite is computed with migrate() itself (and agrees)."""
     h = builtin_hosts()["live-kvm-epyc"]
-    rewritten = HostProfile(name="pvm-host", cpuid=h.cpuid, supported=h.supported, vendor_module="pvm",
-                            vendor_rewrite={"registers": {"0x1.0.ecx": {"force1": 1, "force0": 0}}, "dropped": []})
+    rewritten = HostProfile(
+        name="pvm-host",
+        cpuid=h.cpuid,
+        supported=h.supported,
+        vendor_module="pvm",
+        vendor_rewrite={"registers": {"0x1.0.ecx": {"force1": 1, "force0": 0}}, "dropped": []},
+    )
     hosts = libvirt_hosts[:6] + [rewritten]
     f = fleet(hosts)
     assert f.exact_columns == [6]
@@ -109,8 +123,9 @@ def test_known_pairs(libvirt_hosts):
     assert not f.blockers[idx["Xeon-Gold-6148"], idx["Xeon-Platinum-8268"]] & BIT["vendor"]
     s = f.summary()
     assert s["pairs"] == 28 * 27 == s["ok"] + s["ok_with_warnings"] + s["blocked"]
-    assert f.destinations(idx["Xeon-Gold-6148"]) == [j for j in range(28)
-                                                     if j != idx["Xeon-Gold-6148"] and not f.blocked[idx["Xeon-Gold-6148"], j]]
+    assert f.destinations(idx["Xeon-Gold-6148"]) == [
+        j for j in range(28) if j != idx["Xeon-Gold-6148"] and not f.blocked[idx["Xeon-Gold-6148"], j]
+    ]
 
 
 def test_explain_is_migrate(libvirt_hosts):
@@ -128,12 +143,15 @@ def test_progress_is_reported(libvirt_hosts):
 
 
 def test_baseline_moves_to_every_host(libvirt_hosts):
-    from cpuidkit.analysis.lint import lint_table
-
     intel = [h for h in libvirt_hosts if h.vendor == "GenuineIntel"]
     servers = [h for h in intel if "Xeon" in h.name and h.maxphyaddr >= 46]
-    pools = [libvirt_hosts, intel, servers, list(builtin_hosts().values()),
-             synthetic_fleet([h.cpuid for h in libvirt_hosts], 120, seed=11)]
+    pools = [
+        libvirt_hosts,
+        intel,
+        servers,
+        list(builtin_hosts().values()),
+        synthetic_fleet([h.cpuid for h in libvirt_hosts], 120, seed=11),
+    ]
     for kernel in ("6.18", "5.10"):
         for pool in pools:
             b = common_baseline(pool, kernel=kernel)
@@ -143,8 +161,6 @@ def test_baseline_moves_to_every_host(libvirt_hosts):
             assert not [x for x in lint_table(b.table) if x.severity == "illegal"]
     b = common_baseline(servers)
     assert b.xcr0 & 0b111 == 0b111 and b.maxphyaddr == min(h.maxphyaddr for h in servers)
-    from cpuidkit.core.catalog import catalog
-
     assert "avx512f" not in catalog().features(b.table)  # not every Xeon server here has AVX-512
     assert not b.xcr0 & (0b111 << 5)
 
@@ -153,8 +169,27 @@ def test_baseline_of_identical_hosts_is_the_host():
     h = builtin_hosts()["cascade-lake"]
     b = common_baseline([h, HostProfile.from_table(h.cpuid, name="twin")])
     assert b.xcr0 == h.xcr0_mask and b.maxphyaddr == h.maxphyaddr
-    assert set(b.dropped_features) <= {"dtes64", "monitor", "ds_cpl", "smx", "est", "tm2", "cid", "sdbg", "xtpr",
-                                       "dca", "pn", "dts", "acpi", "ss", "ht", "tm", "ia64", "pbe", "intel_pt"}
+    assert set(b.dropped_features) <= {
+        "dtes64",
+        "monitor",
+        "ds_cpl",
+        "smx",
+        "est",
+        "tm2",
+        "cid",
+        "sdbg",
+        "xtpr",
+        "dca",
+        "pn",
+        "dts",
+        "acpi",
+        "ss",
+        "ht",
+        "tm",
+        "ia64",
+        "pbe",
+        "intel_pt",
+    }
 
 
 def test_plot_returns_a_figure(libvirt_hosts):
@@ -163,12 +198,20 @@ def test_plot_returns_a_figure(libvirt_hosts):
     fig = plot_matrix(fleet(libvirt_hosts[:8]))
     assert isinstance(fig, Figure)
     big = fleet(synthetic_fleet([h.cpuid for h in libvirt_hosts], 150))
-    assert isinstance(big.plot(), Figure)
+    assert isinstance(plot_matrix(big), Figure)
+
+
+def test_the_fleet_module_is_the_matrix_only():
+    """The progress line is the command's, the plot the figures module's, the synthetic pool the tests'."""
+    assert not {"terminal_progress", "synthetic_fleet", "plot_matrix"} & set(vars(fleet_module))
+    assert not hasattr(fleet_module.Fleet, "plot")
 
 
 def test_numpy_and_matplotlib_are_imported_lazily():
-    code = ("import sys, cpuidkit.analysis.fleet, cpuidkit.analysis.review, cpuidkit.cli.review; "
-            "print('numpy' in sys.modules, 'matplotlib' in sys.modules)")
+    code = (
+        "import sys, cpuidkit.analysis.fleet, cpuidkit.analysis.review, cpuidkit.cli.review; "
+        "print('numpy' in sys.modules, 'matplotlib' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
     assert out.stdout.split() == ["False", "False"]
 
@@ -209,8 +252,6 @@ def test_cli_json_and_baseline(dump_dir, tmp_path, capsys):
     n = len(doc["hosts"])
     assert doc["rules"] == list(RULES) and len(doc["blockers"]) == n and len(doc["blockers"][0]) == n
     assert doc["kernel"] == "6.1" and doc["baseline"]["entries"]
-    from cpuidkit.core.sources import load
-
     assert len(load(base)) == len(doc["baseline"]["entries"])
 
 
@@ -230,18 +271,14 @@ def test_cli_bad_input(tmp_path, capsys):
 
 
 def test_terminal_progress_draws_one_line():
-    import io
-
     class Tty(io.StringIO):
         def isatty(self):
             return True
 
     out = Tty()
-    show = __import__("cpuidkit.analysis.fleet", fromlist=["terminal_progress"]).terminal_progress(out, min_interval=0)
+    show = terminal_progress(out, min_interval=0)
     for done in (1, 2, 3):
         show(done, 3, "pairs")
     text = out.getvalue()
     assert "\rfleet: pairs 3/3 (100%)" in text and "\n" not in text
-    from cpuidkit.analysis.fleet import terminal_progress
-
     assert terminal_progress(io.StringIO()) is None  # not a terminal: no progress line

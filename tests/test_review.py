@@ -7,22 +7,28 @@ import json
 import re
 
 import pytest
-
 from conftest import DUMPS, ROOT, firecracker_dumps
 
-from cpuidkit.live import host_profile
-from cpuidkit.cli.main import main
-from cpuidkit.core.hosts import HostProfile, builtin_hosts
+from cpuidkit.analysis import figures
 from cpuidkit.analysis.review import (
+    FORMATS,
     GENERAL,
     NOT_ABOUT_THE_TABLE,
     RELEVANCE,
     changing_behaviours,
+    render,
     render_html,
+    render_html_fragment,
+    render_json,
     render_markdown,
     review,
 )
+from cpuidkit.cli.main import main
+from cpuidkit.core.hosts import HostProfile, builtin_hosts
+from cpuidkit.core.kernels import all_behaviour_ids
 from cpuidkit.core.sources import load
+from cpuidkit.errors import InputError
+from cpuidkit.live import host_profile
 
 EXAMPLES = ROOT / "docs" / "examples"
 SPR_618 = "fingerprint_INTEL_SAPPHIRE_RAPIDS_6.18host.json"
@@ -45,12 +51,15 @@ def _make_examples():
 def test_committed_examples_are_up_to_date(test_data, tmp_path):
     written = _make_examples().generate(test_data, tmp_path)
     names = sorted(p.name for p in written)
-    assert len([n for n in names if n.startswith("fingerprint_") and n.endswith(".md")]) == len(firecracker_dumps()) == 18
+    assert (
+        len([n for n in names if n.startswith("fingerprint_") and n.endswith(".md")]) == len(firecracker_dumps()) == 18
+    )
     committed = sorted(p.name for p in EXAMPLES.iterdir())
     assert committed == names, "docs/examples differs in its files: run tools/make_examples.py"
     for n in names:
-        assert (tmp_path / n).read_text() == (EXAMPLES / n).read_text(), \
+        assert (tmp_path / n).read_text() == (EXAMPLES / n).read_text(), (
             f"docs/examples/{n} is stale: run .venv/bin/python tools/make_examples.py"
+        )
 
 
 def test_examples_carry_no_paths_or_dates():
@@ -68,8 +77,15 @@ def test_examples_read_sensibly():
         assert "**KVM_SET_CPUID2: accepted**" in text, p.name
         assert "the template holds their reset values" in text, p.name
         assert "lint: 0 illegal, 0 insane" in text, p.name
-        for section in ("## 1. KVM's verdict", "## 2. Fields KVM owns at run time", "## 3. Features beyond",
-                        "## 4. Lint", "## 5. XSAVE", "## 6. Physical and linear", "## 7. Kernel-version notes"):
+        for section in (
+            "## 1. KVM's verdict",
+            "## 2. Fields KVM owns at run time",
+            "## 3. Features beyond",
+            "## 4. Lint",
+            "## 5. XSAVE",
+            "## 6. Physical and linear",
+            "## 7. Kernel-version notes",
+        ):
             assert section in text, (p.name, section)
         kernel = re.search(r"_(\d+\.\d+)host", p.name)[1]
         assert f"| kernel | {kernel} " in text
@@ -94,8 +110,13 @@ def test_review_of_an_amx_template(spr):
     d = spr.data
     assert d["verdict"] == "accepted" and d["verdict_without_permission"] == "rejected"
     assert d["vendor"] == "vmx" and d["supported_cpuid"].startswith("derived")
-    assert {x["name"] for x in d["runtime_fields"]} == {"osxsave", "apic", "ospke", "xsave_size_enabled",
-                                                       "xsaves_size_enabled"}
+    assert {x["name"] for x in d["runtime_fields"]} == {
+        "osxsave",
+        "apic",
+        "ospke",
+        "xsave_size_enabled",
+        "xsaves_size_enabled",
+    }
     assert d["beyond"] == [] and d["derived"]["guest_supported_xcr0"] == 0x602E7
     ids = {n["id"] for n in d["kernel_notes"]}
     assert {"amx_dynamic_eperm", "supported_xcr0_mask", "supported_xss", "xss_in_0xd1_ebx"} <= ids
@@ -146,16 +167,57 @@ def test_html_is_self_contained(spr):
     assert "<h2>7. Kernel-version notes</h2>" in page and "<code>amx_dynamic_eperm</code>" in page
 
 
-def test_every_changing_behaviour_is_classified():
-    from cpuidkit.core.kernels import all_behaviour_ids
+def test_every_format_renders_and_a_bad_one_is_input_error(spr):
+    assert set(FORMATS) == {"markdown", "html", "json"}
+    assert render(spr) == render(spr, "markdown") == render_markdown(spr)
+    assert render(spr, "html") == render_html(spr)
+    assert render(spr, "json") == render_json(spr) and json.loads(render_json(spr)) == spr.data
+    with pytest.raises(InputError, match="format must be one of markdown, html, json"):
+        render(spr, "pdf")
 
+
+def test_the_figures_come_from_the_figures_module(spr):
+    """One drawing of each figure: the report embeds what cpuidkit.analysis.figures draws, and so does the
+    notebook's view of a review (its HTML fragment)."""
+    page, fragment = render_html(spr), render_html_fragment(spr)
+    assert set(spr.figures) == {"bits", "xsave"}
+    for svg in spr.figures.values():
+        assert svg.startswith("<svg ") and svg in page and svg in fragment
+    host = HostProfile.from_file(DUMPS / "libvirt" / "x86_64-cpuid-Xeon-w7-3465X.xml")
+    t = load(_fp(SPR_618))
+    d0 = t.get(0xD, 0)
+    assert spr.figures["xsave"] == figures.xsave_layout_svg(t, host, d0.eax | d0.edx << 32)
+
+
+def test_the_notebook_view_is_the_report_body(spr):
+    fragment = spr._repr_html_()
+    assert fragment == render_html_fragment(spr)
+    assert fragment.startswith('<div class="cpuidkit-review">') and fragment.endswith("</div>")
+    assert "<body" not in fragment and "<!DOCTYPE" not in fragment and "<script" not in fragment
+    assert "<h4>7. Kernel-version notes</h4>" in fragment and "<code>amx_dynamic_eperm</code>" in fragment
+    assert spr._repr_markdown_() == str(spr) == render_markdown(spr)
+
+
+def test_a_pool_adds_the_migration_section():
+    t = builtin_hosts()["sapphire-rapids"].supported_cpuid()
+    r = review(t, "sapphire-rapids", template_name="t", pool=["cascade-lake", "sapphire-rapids"])
+    assert [m["destination"] for m in r.data["pool"]] == ["cascade-lake", "sapphire-rapids"]
+    assert r.data["pool"][0]["verdict"] == "blocked" and r.data["pool"][1]["verdict"] != "blocked"
+    md = render_markdown(r)
+    assert "## 8. Migration to the pool" in md and "| `cascade-lake` | **blocked** |" in md
+    assert "migration to the pool: 1 of 2 hosts without a blocker (**blocked**: `cascade-lake`)" in md
+    plain = review(t, "sapphire-rapids", template_name="t")
+    assert "pool" not in plain.data and "## 8." not in render_markdown(plain)
+
+
+def test_every_changing_behaviour_is_classified():
     known = set(all_behaviour_ids())
     classes = [set(RELEVANCE), set(GENERAL), set(NOT_ABOUT_THE_TABLE)]
     for c in classes:
         assert c <= known, c - known
     assert not (classes[0] & classes[1]) and not (classes[0] & classes[2]) and not (classes[1] & classes[2])
     unclassified = set(changing_behaviours()) - set().union(*classes)
-    assert not unclassified, f"classify these in cpuidkit/report.py: {sorted(unclassified)}"
+    assert not unclassified, f"classify these in cpuidkit/analysis/review/notes.py: {sorted(unclassified)}"
 
 
 # -- the command --------------------------------------------------------------------------------------------
@@ -184,11 +246,14 @@ def test_cli_json(capsys):
     assert d["kernel"] == "6.6" and d["host"] == "ice-lake" and d["verdict"] == "accepted"
 
 
-@pytest.mark.parametrize("argv", [
-    ["review", "no-such-file.json"],
-    ["review", "cascade-lake", "--host", "no-such-host"],
-    ["review", "cascade-lake", "--kernel", "six"],
-])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["review", "no-such-file.json"],
+        ["review", "cascade-lake", "--host", "no-such-host"],
+        ["review", "cascade-lake", "--kernel", "six"],
+    ],
+)
 def test_cli_bad_input_exits_2(argv, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err
@@ -197,8 +262,10 @@ def test_cli_bad_input_exits_2(argv, capsys):
 
 def test_cli_no_permission(capsys):
     t = builtin_hosts()["sapphire-rapids"]
-    assert main(["review", "sapphire-rapids", "--host", "sapphire-rapids", "--no-xfeature-permission",
-                 "--format", "json"]) == 0
+    assert (
+        main(["review", "sapphire-rapids", "--host", "sapphire-rapids", "--no-xfeature-permission", "--format", "json"])
+        == 0
+    )
     d = json.loads(capsys.readouterr().out)
     assert t.supports_amx and d["verdict"] == "rejected" and d["errno"] == "EPERM"
 

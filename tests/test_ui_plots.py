@@ -16,10 +16,10 @@ from matplotlib.patches import Rectangle  # noqa: E402
 from cpuidkit.analysis.addressing import paging_reserved_bits as masks  # noqa: E402
 from cpuidkit.core.hosts import HostProfile  # noqa: E402
 from cpuidkit.core.kernels import behaviour_rows  # noqa: E402
+from cpuidkit.core.xsave import compacted_layout, compacted_size, standard_size  # noqa: E402
 from cpuidkit.ui import Lab, plots  # noqa: E402
 from cpuidkit.ui._theme import OWNER_COLOURS  # noqa: E402
 from cpuidkit.ui.course import life_story  # noqa: E402
-from cpuidkit.core.xsave import compacted_layout, compacted_size, standard_size  # noqa: E402
 
 HOST = HostProfile.resolve("sapphire-rapids")
 
@@ -55,7 +55,9 @@ def test_xsave_layout_marks_both_sizes():
     assert f"0xD.0 EBX = {standard_size(comps, 0x602E7)}" in texts
     assert f"0xD.1 EBX = {compacted_size(comps, 0x602E7 | 0x1800)}" in texts
     tiledata = next(d for d in compacted_layout(comps, 0x602E7 | 0x1800) if d["bit"] == 18)
-    assert any(r.get_x() == tiledata["offset"] and r.get_width() == 8192 and r.get_y() == 0 for r in _rects(fig.axes[0]))
+    assert any(
+        r.get_x() == tiledata["offset"] and r.get_width() == 8192 and r.get_y() == 0 for r in _rects(fig.axes[0])
+    )
     assert any(r.get_x() == 2816 and r.get_width() == 8192 and r.get_y() > 0 for r in _rects(fig.axes[0]))
 
 

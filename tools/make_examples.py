@@ -22,6 +22,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from cpuidkit._files import atomic_write_text  # noqa: E402
+from cpuidkit.analysis.fleet import common_baseline, fleet, load_hosts  # noqa: E402
+from cpuidkit.analysis.review import render_html, render_markdown, review  # noqa: E402
+from cpuidkit.cli.review import _fleet_text  # noqa: E402
+from cpuidkit.core.hosts import HostProfile  # noqa: E402
+from cpuidkit.core.kernels import parse_version  # noqa: E402
+from cpuidkit.core.sources import load  # noqa: E402
 
 # Firecracker's CPU family name → the libvirt dump of a CPU of that family
 FAMILY_HOSTS = {
@@ -43,8 +49,6 @@ def family_of(name: str) -> str:
 
 
 def fingerprint_kernel(path: Path) -> str:
-    from cpuidkit.core.kernels import parse_version
-
     doc = json.loads(path.read_text(encoding="utf-8"))
     major, minor = parse_version(doc["kernel_version"])
     return f"{major}.{minor}"
@@ -56,25 +60,22 @@ def example_name(fp: Path, host_file: str) -> str:
 
 
 def generate(data: Path, out: Path) -> list[Path]:
-    from cpuidkit.analysis.fleet import common_baseline, fleet, load_hosts
-    from cpuidkit.core.hosts import HostProfile
-    from cpuidkit.analysis.review import render_html, render_markdown, review
-    from cpuidkit.cli.review import _fleet_text
-    from cpuidkit.core.sources import load
-
     dumps = data / "cpuid-dumps"
     out.mkdir(parents=True, exist_ok=True)
     written = []
-    index = ["# Example reviews", "",
-             "`cpuidkit review` of the 18 Firecracker CPU fingerprints (recorded by Firecracker on host kernels "
-             "5.10, 6.1 and 6.18, so each is what KVM_GET_SUPPORTED_CPUID offered there, after Firecracker's own "
-             "normalisation) used as templates on libvirt test dumps of a CPU of the same family, with the "
-             "fingerprint's own kernel. Regenerate with `.venv/bin/python tools/make_examples.py`; "
-             "`tests/test_review.py` checks these files are up to date. See `docs/review.md` for how to read them.",
-             "",
-             "| template | host | kernel | KVM | runtime-owned fields set | beyond KVM here | lint (illegal/insane/info) "
-             "| migrate blockers |",
-             "|---|---|---|---|---|---|---|---|"]
+    index = [
+        "# Example reviews",
+        "",
+        "`cpuidkit review` of the 18 Firecracker CPU fingerprints (recorded by Firecracker on host kernels "
+        "5.10, 6.1 and 6.18, so each is what KVM_GET_SUPPORTED_CPUID offered there, after Firecracker's own "
+        "normalisation) used as templates on libvirt test dumps of a CPU of the same family, with the "
+        "fingerprint's own kernel. Regenerate with `.venv/bin/python tools/make_examples.py`; "
+        "`tests/test_review.py` checks these files are up to date. See `docs/review.md` for how to read them.",
+        "",
+        "| template | host | kernel | KVM | runtime-owned fields set | beyond KVM here | lint (illegal/insane/info) "
+        "| migrate blockers |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     hosts = {}
     for fp in sorted((dumps / "firecracker").glob("*.json")):
         host_file = FAMILY_HOSTS[family_of(fp.stem)]
@@ -93,15 +94,22 @@ def generate(data: Path, out: Path) -> list[Path]:
         d = r.data
         lint = d["lint"]
         blockers = sorted({f["rule"] for f in d["migration"]["findings"] if f["severity"] == "blocker"})
-        index.append(f"| [{fp.stem}]({name}.md) | {hosts[host_file].name.removeprefix('x86_64-cpuid-')} | {kernel} "
-                     f"| {d['verdict']}{' ' + d['errno'] if d['errno'] else ''} "
-                     f"| {sum(1 for x in d['runtime_fields'] if x['template'] != x['stored'])} of "
-                     f"{len(d['runtime_fields'])} differ from what KVM stores "
-                     f"| {', '.join(d['beyond']) or '-'} | {lint['illegal']}/{lint['insane']}/{lint['info']} "
-                     f"| {', '.join(blockers) or '-'} |")
-    index += ["", f"One review is also rendered as HTML with its figures: [{example_name(Path(HTML_EXAMPLE), FAMILY_HOSTS['INTEL_SAPPHIRE_RAPIDS'])}.html]"
-              f"({example_name(Path(HTML_EXAMPLE), FAMILY_HOSTS['INTEL_SAPPHIRE_RAPIDS'])}.html).", "",
-              "[fleet-libvirt.txt](fleet-libvirt.txt) is `cpuidkit fleet` over the 28 libvirt dumps (kernel 6.18).", ""]
+        index.append(
+            f"| [{fp.stem}]({name}.md) | {hosts[host_file].name.removeprefix('x86_64-cpuid-')} | {kernel} "
+            f"| {d['verdict']}{' ' + d['errno'] if d['errno'] else ''} "
+            f"| {sum(1 for x in d['runtime_fields'] if x['template'] != x['stored'])} of "
+            f"{len(d['runtime_fields'])} differ from what KVM stores "
+            f"| {', '.join(d['beyond']) or '-'} | {lint['illegal']}/{lint['insane']}/{lint['info']} "
+            f"| {', '.join(blockers) or '-'} |"
+        )
+    index += [
+        "",
+        f"One review is also rendered as HTML with its figures: [{example_name(Path(HTML_EXAMPLE), FAMILY_HOSTS['INTEL_SAPPHIRE_RAPIDS'])}.html]"
+        f"({example_name(Path(HTML_EXAMPLE), FAMILY_HOSTS['INTEL_SAPPHIRE_RAPIDS'])}.html).",
+        "",
+        "[fleet-libvirt.txt](fleet-libvirt.txt) is `cpuidkit fleet` over the 28 libvirt dumps (kernel 6.18).",
+        "",
+    ]
     pool = load_hosts(dumps / "libvirt")
     f = fleet(pool, kernel="6.18")
     b = common_baseline(pool, kernel="6.18")
@@ -116,8 +124,12 @@ def generate(data: Path, out: Path) -> list[Path]:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", type=Path, default=ROOT / "tests" / "data",
-                    help="the folder holding cpuid-dumps/ (default: tests/data)")
+    ap.add_argument(
+        "--data",
+        type=Path,
+        default=ROOT / "tests" / "data",
+        help="the folder holding cpuid-dumps/ (default: tests/data)",
+    )
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "examples")
     args = ap.parse_args(argv)
     for p in generate(args.data, args.out):

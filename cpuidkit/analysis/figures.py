@@ -27,7 +27,7 @@ from cpuidkit.analysis.addressing import paging_reserved_bits as reserved_masks
 from cpuidkit.analysis.migrate import _VIRTUALIZABLE_REGS
 from cpuidkit.core.catalog import catalog
 from cpuidkit.core.hosts import HostProfile
-from cpuidkit.core.kernels import behaviour_rows
+from cpuidkit.core.kernels import MODELLED_KERNELS, behaviour_rows
 from cpuidkit.core.table import CpuidTable
 from cpuidkit.core.xsave import (
     XFEATURE_NAMES,
@@ -98,7 +98,9 @@ def feature_bits_svg(t: CpuidTable, out, beyond, synthesized) -> str:
     bset, sset = set(beyond), set(synthesized)
     for row, (leaf, sub, reg) in enumerate(regs):
         y = top + row * (cell + 6)
-        value = t.get(leaf, sub).reg(reg)
+        e = t.get(leaf, sub)
+        assert e is not None  # regs holds only the registers the template has
+        value = e.reg(reg)
         p.append(f'<text x="{left - 8}" y="{y + 14}" text-anchor="end">{leaf:#x}.{sub} {reg.upper()}</text>')
         for b in range(32):
             x = left + (31 - b) * cell
@@ -341,7 +343,7 @@ def xsave_layout(
 
 
 # The x axis of kernel timelines: every mainline release the model covers, in order.
-KERNEL_AXIS = [f"5.{m}" for m in range(10, 20)] + [f"6.{m}" for m in range(0, 19)]
+KERNEL_AXIS = list(MODELLED_KERNELS)
 
 
 def address_space(guest: int, host: int, title: str | None = None):

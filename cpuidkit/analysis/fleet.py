@@ -1,4 +1,4 @@
-"""A migration pool at once: the ordered-pair migration matrix, the common baseline CPUID, a plot.
+"""A migration pool at once: the ordered-pair migration matrix and the common baseline CPUID.
 
 Given N host profiles, :func:`fleet` answers :func:`cpuidkit.analysis.migrate.migrate`'s
 question for every ordered pair (source ``i`` → destination ``j``) at once:
@@ -19,15 +19,15 @@ take a guest with: the features all providers offer, the XCR0 components
 every host supports with one layout, the smallest usable MAXPHYADDR, LA57
 only if every host has it.  ``migrate`` of that table to any host of the
 pool finds no blocker (``tests/test_fleet.py`` checks it).
+
+The matrix is drawn by :func:`cpuidkit.analysis.figures.plot_matrix`; ``cpuidkit fleet`` shows progress on
+a terminal (``cpuidkit.cli.review``), the course with a widget (``cpuidkit.ui.course``).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
-import os.path
-import random
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
@@ -55,7 +55,7 @@ from cpuidkit.analysis.migrate import (
 )
 from cpuidkit.core.catalog import catalog
 from cpuidkit.core.hosts import HostProfile
-from cpuidkit.core.kernels import kernel_profile
+from cpuidkit.core.kernels import DEFAULT_KERNEL, kernel_profile
 from cpuidkit.core.table import CpuidEntry, CpuidTable
 from cpuidkit.core.xsave import mask_names, standard_size, supported_xcr0, supported_xss
 from cpuidkit.errors import InputError
@@ -74,9 +74,7 @@ __all__ = [
     "load_hosts",
     "common_baseline",
     "Baseline",
-    "terminal_progress",
-    "synthetic_fleet",
-    "plot_matrix",
+    "Progress",
 ]
 
 # migrate's rule ids, in the order of the bits of Fleet.blockers / Fleet.warnings
@@ -96,6 +94,7 @@ RULES = (
 )
 BIT = {r: 1 << n for n, r in enumerate(RULES)}
 
+# progress(done, total, stage): called as hosts are read ("hosts"), reduced ("facts") and rows done ("pairs")
 Progress = Callable[[int, int, str], None]
 _TILEDATA = 1 << 18
 _U64 = (1 << 64) - 1
@@ -103,27 +102,6 @@ _ROW_BLOCK = 128
 
 
 # -- progress -------------------------------------------------------------------------------------
-
-
-def terminal_progress(stream=None, min_interval: float = 0.1) -> Progress | None:
-    """A progress callback that redraws one line on stderr, or None when stderr is not a terminal."""
-    out = stream if stream is not None else sys.stderr
-    if not getattr(out, "isatty", lambda: False)():
-        return None
-    last = [0.0]
-
-    def show(done: int, total: int, stage: str) -> None:
-        now = time.monotonic()
-        if done < total and now - last[0] < min_interval:
-            return
-        last[0] = now
-        pct = 100 * done // total if total else 100
-        out.write(f"\rfleet: {stage} {done}/{total} ({pct}%)\x1b[K")
-        if done >= total and stage == "pairs":
-            out.write("\r\x1b[K")
-        out.flush()
-
-    return show
 
 
 def _tick(progress: Progress | None, done: int, total: int, stage: str) -> None:
@@ -281,9 +259,9 @@ def _host_facts(h: HostProfile, kp, vendor: str | None, fields, provided: frozen
     )
 
 
-def _pack(rows: list[list[bool]]) -> np.ndarray:
+def _pack(rows: np.ndarray) -> np.ndarray:
     """Bool rows → uint64 words (N, W), bit f of the row in word f // 64."""
-    import numpy as np
+    import numpy as np  # heavy: imported on use
 
     a = np.asarray(rows, dtype=bool)
     if a.ndim != 2:
@@ -324,7 +302,7 @@ class Fleet:
 
     def verdicts(self) -> np.ndarray:
         """(N, N) int8: 0 ok, 1 ok-with-warnings, 2 blocked (migrate's verdicts)."""
-        import numpy as np
+        import numpy as np  # heavy: imported on use
 
         out = np.where(self.warnings != 0, 1, 0).astype(np.int8)
         out[self.blockers != 0] = 2
@@ -351,7 +329,7 @@ class Fleet:
 
     def rule_counts(self) -> dict[str, dict[str, int]]:
         """How many ordered pairs (off the diagonal) each rule blocks / warns about."""
-        import numpy as np
+        import numpy as np  # heavy: imported on use
 
         off = ~np.eye(len(self), dtype=bool)
         out = {}
@@ -362,7 +340,7 @@ class Fleet:
         return out
 
     def summary(self) -> dict:
-        import numpy as np
+        import numpy as np  # heavy: imported on use
 
         n = len(self)
         v = self.verdicts()
@@ -404,9 +382,6 @@ class Fleet:
             doc["warnings"] = self.warnings.tolist()
         return doc
 
-    def plot(self, **kw):
-        return plot_matrix(self, **kw)
-
 
 # -- the matrix ---------------------------------------------------------------------------------------
 
@@ -414,7 +389,7 @@ class Fleet:
 def fleet(
     hosts: Sequence[HostProfile] | str | os.PathLike,
     *,
-    kernel: str = "6.18",
+    kernel: str = DEFAULT_KERNEL,
     vendor: str | None = None,
     progress: Progress | None = None,
 ) -> Fleet:
@@ -425,7 +400,7 @@ def fleet(
     called as hosts are reduced (``"hosts"``) and as blocks of rows are done
     (``"pairs"``).
     """
-    import numpy as np
+    import numpy as np  # heavy: imported on use
 
     t0 = time.perf_counter()
     if isinstance(hosts, (str, os.PathLike)):
@@ -621,7 +596,9 @@ class Baseline:
         }
 
 
-def common_baseline(hosts: Sequence[HostProfile], *, kernel: str = "6.18", vendor: str | None = None) -> Baseline:
+def common_baseline(
+    hosts: Sequence[HostProfile], *, kernel: str = DEFAULT_KERNEL, vendor: str | None = None
+) -> Baseline:
     """The largest CPUID a guest can be given so that it moves between every pair of ``hosts``.
 
     The table starts from the host of the most common vendor with the fewest
@@ -798,112 +775,3 @@ def common_baseline(hosts: Sequence[HostProfile], *, kernel: str = "6.18", vendo
         dropped_xcr0=dropped_xcr0,
         notes=notes,
     )
-
-
-# -- a synthetic pool (benchmarks, tests) ---------------------------------------------------------------------
-
-
-def synthetic_fleet(tables: Sequence[CpuidTable], n: int, seed: int = 0) -> list[HostProfile]:
-    """``n`` hosts made from real dumps, deterministically perturbed: host ``k`` is dump ``k % len(tables)`` with
-    a few offered features cleared and, now and then, another MAXPHYADDR, LA57 toggled, AVX-512 or AMX state
-    missing, or PKRU moved in the XSAVE area (as a different CPU or BIOS setting would make them)."""
-
-    regs = sorted(_VIRTUALIZABLE_REGS)
-    out = []
-    for k in range(n):
-        base = tables[k % len(tables)]
-        if k < len(tables):
-            out.append(HostProfile.from_table(base, name=f"h{k:04d}"))
-            continue
-        rnd = random.Random(seed * 1_000_003 + k)
-        t = base
-        for _ in range(rnd.randrange(0, 5)):
-            leaf, sub, reg = rnd.choice(regs)
-            e = t.get(leaf, sub)
-            if e is None or not e.reg(reg):
-                continue
-            ones = [b for b in range(32) if e.reg(reg) >> b & 1]
-            t = t.with_entry(e.replace(**{reg: e.reg(reg) & ~(1 << rnd.choice(ones))}))
-        e8 = t.get(0x80000008)
-        if e8 is not None and rnd.random() < 0.2:
-            t = t.with_entry(e8.replace(eax=(e8.eax & ~0xFF) | rnd.choice((39, 42, 43, 46, 48, 52))))
-        e7 = t.get(7, 0)
-        if e7 is not None and rnd.random() < 0.1:
-            la57 = not e7.ecx >> 16 & 1
-            t = t.with_entry(e7.replace(ecx=e7.ecx ^ (1 << 16)))
-            e8 = t.get(0x80000008)
-            if e8 is not None:
-                t = t.with_entry(e8.replace(eax=(e8.eax & ~0xFF00) | ((57 if la57 else 48) << 8)))
-        d0 = t.get(0xD, 0)
-        if d0 is not None and rnd.random() < 0.1:
-            t = t.with_entry(d0.replace(eax=d0.eax & ~(0b111 << 5)))
-        d0 = t.get(0xD, 0)
-        if d0 is not None and rnd.random() < 0.05:
-            t = t.with_entry(d0.replace(eax=d0.eax & ~(0b11 << 17)))
-        d9 = t.get(0xD, 9)
-        if d9 is not None and d9.eax and rnd.random() < 0.05:
-            t = t.with_entry(d9.replace(ebx=d9.ebx + 64))
-        out.append(HostProfile.from_table(CpuidTable(t, source=f"synthetic {k} from {base.source}"), name=f"h{k:04d}"))
-    return out
-
-
-# -- the plot ------------------------------------------------------------------------------------------------
-
-
-def plot_matrix(f: Fleet, *, labels: bool | None = None, title: str | None = None):
-    """The matrix as a matplotlib figure: rows are sources, columns destinations; green ok, yellow
-    warnings only, red blocked.  matplotlib is imported here, not with the module."""
-    from matplotlib.colors import ListedColormap
-    from matplotlib.figure import Figure
-    from matplotlib.patches import Patch
-
-    n = len(f)
-    v = f.verdicts().astype(float)
-    show = labels if labels is not None else n <= 60
-    side = 4.5 + (0.16 * n if show else 0)
-    side = min(max(side, 5.0), 14.0)
-    fig = Figure(figsize=(side + 2.2, side))
-    ax = fig.add_subplot(1, 1, 1)
-    cmap = ListedColormap(["#66bb6a", "#ffd54f", "#e53935"])
-    ax.imshow(v, cmap=cmap, vmin=0, vmax=2, interpolation="nearest", aspect="equal")
-    if show:
-        names = _short_names(f.names)
-        ax.set_xticks(range(n), names, rotation=90, fontsize=6.5)
-        ax.set_yticks(range(n), names, fontsize=6.5)
-    else:
-        ax.set_xticks([])
-        ax.set_yticks([])
-    ax.set_xlabel("destination host")
-    ax.set_ylabel("source host (guest = its own CPUID)")
-    s = f.summary()
-    ax.set_title(
-        title
-        or f"{n} hosts, kernel {f.kernel}: {s['blocked']} of {s['pairs']} moves blocked, "
-        f"{s['ok_with_warnings']} with warnings",
-        fontsize=9,
-    )
-    ax.legend(
-        handles=[
-            Patch(facecolor="#66bb6a", label="ok"),
-            Patch(facecolor="#ffd54f", label="warnings only"),
-            Patch(facecolor="#e53935", label="blocked"),
-        ],
-        loc="upper left",
-        bbox_to_anchor=(1.01, 1.0),
-        fontsize=8,
-        frameon=False,
-    )
-    counts = f.rule_counts()
-    text = "\n".join(f"{r}: {c['blocker']}" for r, c in counts.items() if c["blocker"])
-    if text:
-        ax.text(1.02, 0.70, "blocked pairs by rule\n" + text, transform=ax.transAxes, fontsize=7, va="top")
-    fig.tight_layout()
-    return fig
-
-
-def _short_names(names: list[str]) -> list[str]:
-    """Names without the prefix they all share up to a '-' or '_' (``x86_64-cpuid-``), for axis labels."""
-
-    prefix = os.path.commonprefix(names) if len(names) > 1 else ""
-    cut = max(prefix.rfind("-"), prefix.rfind("_")) + 1
-    return [n[cut:] or n for n in names]

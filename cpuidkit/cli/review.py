@@ -10,15 +10,17 @@ import html
 import io
 import json
 import sys
+import time
 from pathlib import Path
 
 from cpuidkit._files import atomic_write_text
-from cpuidkit.analysis.fleet import common_baseline, fleet, load_hosts, plot_matrix, terminal_progress
+from cpuidkit.analysis.figures import plot_matrix
+from cpuidkit.analysis.fleet import Progress, common_baseline, fleet, load_hosts
 from cpuidkit.analysis.review import render, review
 from cpuidkit.cli.exits import EXIT_OK
 from cpuidkit.cli.guest import load_guest_table
 from cpuidkit.core.hosts import VENDORS
-from cpuidkit.core.kernels import kernel_profile
+from cpuidkit.core.kernels import DEFAULT_KERNEL, kernel_profile
 from cpuidkit.core.sources import save
 from cpuidkit.live import resolve_host
 
@@ -34,7 +36,6 @@ def _write(text: str, output: str | None) -> None:
 
 
 def _review(args) -> int:
-
     kernel_profile(args.kernel)  # a bad version is bad input before anything is read
     table, name = load_guest_table(args.template)
     host = resolve_host(args.host)
@@ -51,6 +52,28 @@ def _review(args) -> int:
 
 
 # -- fleet -------------------------------------------------------------------------------------------
+
+
+def terminal_progress(stream=None, min_interval: float = 0.1) -> Progress | None:
+    """A progress callback for :func:`~cpuidkit.analysis.fleet.fleet` that redraws one line on stderr, or None
+    when stderr is not a terminal."""
+    out = stream if stream is not None else sys.stderr
+    if not getattr(out, "isatty", lambda: False)():
+        return None
+    last = [0.0]
+
+    def show(done: int, total: int, stage: str) -> None:
+        now = time.monotonic()
+        if done < total and now - last[0] < min_interval:
+            return
+        last[0] = now
+        pct = 100 * done // total if total else 100
+        out.write(f"\rfleet: {stage} {done}/{total} ({pct}%)\x1b[K")
+        if done >= total and stage == "pairs":
+            out.write("\r\x1b[K")
+        out.flush()
+
+    return show
 
 
 def _matrix_text(f, limit: int = 40) -> list[str]:
@@ -173,7 +196,7 @@ def register(sub) -> None:
         metavar="NAME|FILE|live",
         help="the host: a built-in name, a dump file, or live (default sapphire-rapids)",
     )
-    r.add_argument("--kernel", default="6.18", help="host kernel X.Y (default 6.18)")
+    r.add_argument("--kernel", default=DEFAULT_KERNEL, help=f"host kernel X.Y (default {DEFAULT_KERNEL})")
     r.add_argument(
         "--vendor",
         choices=VENDORS,
@@ -197,7 +220,7 @@ def register(sub) -> None:
         "pairs at once. Also the largest CPUID every host can take a guest with.",
     )
     f.add_argument("folder", metavar="DIR")
-    f.add_argument("--kernel", default="6.18", help="kernel X.Y of the hosts (default 6.18)")
+    f.add_argument("--kernel", default=DEFAULT_KERNEL, help=f"kernel X.Y of the hosts (default {DEFAULT_KERNEL})")
     f.add_argument("--vendor", choices=VENDORS, default=None, help="vendor module of every host (default per host)")
     f.add_argument("--format", choices=("table", "json", "html"), default="table")
     f.add_argument("-o", "--output", default=None, metavar="FILE", help="write here (atomically) instead of stdout")

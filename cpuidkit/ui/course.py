@@ -1,31 +1,34 @@
 """The course's worked examples, as functions a notebook cell calls in one line.
 
 Each function runs the core (the model, the lint, the migration check) and
-returns plain rows or a small object with a Markdown view, so a cell stays
-short and a test can check the same answer the notebook shows.
+returns plain rows or an object a notebook shows (a review, a figure, a
+widget), so a cell stays short and a test can check the same answer the
+notebook shows.  The design review is the analysis floor's
+(:func:`cpuidkit.analysis.review.review`, as ``cpuidkit review``), the figures
+are :mod:`cpuidkit.analysis.figures`' (through :mod:`cpuidkit.ui.plots`).
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
 
 from cpuidkit._files import data_dir
-from cpuidkit.analysis.fleet import fleet, load_hosts, plot_matrix
-from cpuidkit.analysis.lint import lint_table
+from cpuidkit.analysis.fleet import fleet, load_hosts
 from cpuidkit.analysis.migrate import migrate
+from cpuidkit.analysis.review import Review
+from cpuidkit.analysis.review import review as analysis_review
 from cpuidkit.core.history import fingerprint_changes, predicted_present
 from cpuidkit.core.hosts import HostProfile, builtin_hosts
-from cpuidkit.core.kernels import named_kernels, parse_version
+from cpuidkit.core.kernels import DEFAULT_KERNEL, named_kernels, parse_version
 from cpuidkit.core.sources import load
 from cpuidkit.core.table import CpuidEntry, CpuidTable
 from cpuidkit.errors import KvmError
-from cpuidkit.kvm.check import check
 from cpuidkit.kvm.interface import CR4_OSXSAVE, CR4_PKE, MSR_IA32_APICBASE
 from cpuidkit.kvm.vcpu import SimulatedVcpu
-from cpuidkit.kvm.xcr import accept_set
 from cpuidkit.live import resolve_host
+from cpuidkit.ui.plots import fleet_matrix
 
 __all__ = [
     "frame",
@@ -50,7 +53,7 @@ RUNTIME_NAMES = ("osxsave", "ospke", "apic", "monitor", "xsave_size_enabled", "x
 
 def frame(rows, columns=None):
     """Rows (dicts) as a pandas DataFrame."""
-    import pandas as pd
+    import pandas as pd  # heavy: imported on use
 
     return pd.DataFrame(list(rows), columns=columns)
 
@@ -74,7 +77,9 @@ def _fields(v: SimulatedVcpu) -> dict:
     return out
 
 
-def default_life(table: CpuidTable, host: HostProfile, vendor: str) -> list[tuple[str, object]]:
+def default_life(
+    table: CpuidTable, host: HostProfile, vendor: str
+) -> list[tuple[str, Callable[[SimulatedVcpu], object]]]:
     """The events of a typical boot, as (label, function of the vCPU)."""
     gsx = table.get(0xD, 0)
     full = ((gsx.eax | gsx.edx << 32) if gsx else 1) & host.kvm_supported_xcr0(vendor) | 1
@@ -97,7 +102,7 @@ def default_life(table: CpuidTable, host: HostProfile, vendor: str) -> list[tupl
 
 def life_story(
     host: HostProfile | str | None = "sapphire-rapids",
-    kernel: str = "6.18",
+    kernel: str = DEFAULT_KERNEL,
     vendor: str = "vmx",
     table: CpuidTable | None = None,
     events=None,
@@ -134,7 +139,7 @@ def _filler(n: int) -> list[CpuidEntry]:
 
 
 def rejection_scenarios(
-    host: HostProfile | str | None = "sapphire-rapids", kernel: str = "6.18", vendor: str = "vmx"
+    host: HostProfile | str | None = "sapphire-rapids", kernel: str = DEFAULT_KERNEL, vendor: str = "vmx"
 ) -> list[dict]:
     """The short list of what KVM_SET_CPUID2 refuses, and a few things people expect it to refuse.
 
@@ -142,6 +147,8 @@ def rejection_scenarios(
     """
     h = resolve_host(host)
     base = h.supported_cpuid()
+    leaf0, leaf6 = base.get(0), base.get(6)
+    assert leaf0 is not None and leaf6 is not None  # every host's supported CPUID has leaves 0 and 6
     amx = base.set_field("0xd.0.eax[17]", 1).set_field("0xd.0.eax[18]", 1)
     cases = [
         ("257 entries", base.appended(*_filler(257 - len(base))), False),
@@ -157,11 +164,11 @@ def rejection_scenarios(
         ("re-SET the same table after KVM_RUN", base, True),
         ("MAXPHYADDR 255", base.set_field("phys_addr_bits", 255), False),
         ("a feature the host lacks (avx512_fp16 on, amx off)", base.set_field("avx512_fp16", 1), False),
-        ("duplicate leaf 6", base.appended(base.get(6).replace(eax=0)), False),
+        ("duplicate leaf 6", base.appended(leaf6.replace(eax=0)), False),
         ("garbage flags on leaf 0", base.replace_at(0, base[0].replace(flags=0xFFFFFFFF)), False),
         (
             "vendor string 'AuthenticAMD' on Intel",
-            base.with_entry(base.get(0).replace(ebx=0x68747541, edx=0x69746E65, ecx=0x444D4163)),
+            base.with_entry(leaf0.replace(ebx=0x68747541, edx=0x69746E65, ecx=0x444D4163)),
             False,
         ),
         ("empty table", CpuidTable(), False),
@@ -235,6 +242,7 @@ def sgx_xfrm_across_kernels(
         v = SimulatedVcpu(kernel=k, vendor=vendor, host=h)
         v.set_cpuid(guest)
         e = v.get_cpuid().get(0x12, 1)
+        assert e is not None  # set just above
         kp = v.kernel_profile
         rows.append(
             {
@@ -325,7 +333,7 @@ def pool_phys_bits(hosts) -> int:
     return min(resolve_host(h).maxphyaddr for h in hosts)
 
 
-def migration_matrix(guest_bits, hosts, kernel: str = "6.18") -> list[dict]:
+def migration_matrix(guest_bits, hosts, kernel: str = DEFAULT_KERNEL) -> list[dict]:
     """For each guest MAXPHYADDR and destination host: the migration check's verdict on that width.
 
     The guest is the destination's own supported CPUID with only MAXPHYADDR changed,
@@ -379,88 +387,22 @@ def example_template(host: HostProfile | str | None = "sapphire-rapids") -> tupl
     return CpuidTable(t, source=f"example template for {h.name}"), edits
 
 
-@dataclass
-class Review:
-    """A design review of one template on one host: sections of findings, as Markdown."""
-
-    title: str
-    sections: list[tuple[str, list[str]]] = field(default_factory=list)
-    data: dict = field(default_factory=dict)
-
-    def _repr_markdown_(self) -> str:
-        blocks = [f"### {self.title}"]
-        for head, items in self.sections:
-            lines = [f"- {i}" for i in items] or ["- nothing to report"]
-            blocks.append(f"**{head}**\n\n" + "\n".join(lines))
-        return "\n\n".join(blocks)
-
-    def __str__(self) -> str:
-        return self._repr_markdown_()
-
-
 def review(
     table: CpuidTable,
     host: HostProfile | str | None = "sapphire-rapids",
-    kernel: str = "6.18",
+    kernel: str = DEFAULT_KERNEL,
     vendor: str = "vmx",
     pool=(),
     intended=None,
 ) -> Review:
-    """Review a template end to end: KVM's verdict, what KVM will overwrite, the lint,
-    XCR0, the post-run rule, and migration to each host of ``pool``."""
+    """The design review of ``table`` on ``host``: :func:`cpuidkit.analysis.review.review`, the engine behind
+    ``cpuidkit review``, with the course's defaults and ``pool`` (``migrate`` to each of those hosts).
 
-    h = resolve_host(host)
-    out = check(table, kernel=kernel, vendor=vendor, host=h)  # linted below, with intended findings
-    r = Review(f"{table.source or 'template'} on {h.name}, kernel {kernel}, {vendor}")
-    verdict = [
-        f"KVM_SET_CPUID2: **{out.verdict}**"
-        + (f" ({out.errno}, rule {out.error.rule}): {out.error.explanation}" if out.error else "")
-    ]
-    r.sections.append(("Verdict", verdict))
-    over = []
-    for o in out.fields:
-        if o.owner == "passthrough":
-            continue
-        given = table.get_field(f"{o.field.leaf:#x}.{o.subleaf}.{o.field.register}[{o.field.bits}]")
-        if given != o.value:
-            over.append(
-                f"`{o.field.name}`: the template says {given:#x}, KVM stores {o.value:#x} ({o.owner}: {o.driver})"
-            )
-    r.sections.append(("Values the template sets that KVM or the vendor module overwrite", over))
-    findings = lint_table(table, host=h, intended=intended)
-    r.sections.append(
-        (
-            "Lint (sane is not legal)",
-            [f"{f.severity}: `{f.rule}`: {f.detail or f.explanation}" for f in findings if f.severity != "info"],
-        )
-    )
-    xcr0 = []
-    if out.accepted:
-        v = SimulatedVcpu(kernel=kernel, vendor=vendor, host=h)
-        v.set_cpuid(table)
-        values = accept_set(v)
-        xcr0.append(
-            f"guest_supported_xcr0 = {v.derived.guest_supported_xcr0:#x}; {len(values)} XCR0 values "
-            f"are accepted, the widest {max(values):#x}"
-        )
-        v.run()
-        try:
-            v.set_cpuid(v.get_cpuid())
-            xcr0.append("after KVM_RUN, re-setting the KVM_GET_CPUID2 read-back is accepted (vCPU hotplug works)")
-        except KvmError as e:
-            xcr0.append(f"after KVM_RUN, re-setting the read-back fails: {e}")
-    r.sections.append(("XCR0 and the post-run rule", xcr0))
-    mig = []
-    for dest in pool:
-        rep = migrate(table, dest, source=h, kernel=kernel)
-        blockers = "; ".join(f.rule for f in rep.blockers)
-        mig.append(
-            f"to {resolve_host(dest).name}: **{rep.verdict}**" + (f" (blockers: {blockers})" if blockers else "")
-        )
-        r.data.setdefault("migration", {})[resolve_host(dest).name] = rep
-    r.sections.append(("Migration", mig))
-    r.data.update(outcome=out, findings=findings)
-    return r
+    The same findings and sections as the command's report; a notebook shows the Review as the HTML
+    report's body, figures included (``render_markdown(r)`` / ``render_html(r)`` give the files).
+    """
+
+    return analysis_review(table, host, kernel=kernel, vendor=vendor, pool=pool, intended=intended)
 
 
 def fleet_hosts() -> tuple[list[HostProfile], str]:
@@ -473,10 +415,10 @@ def fleet_hosts() -> tuple[list[HostProfile], str]:
     return hosts, "the built-in host profiles (the shared dumps are not on this machine)"
 
 
-def fleet_panel(kernel: str = "6.18"):
+def fleet_panel(kernel: str = DEFAULT_KERNEL):
     """The fleet migration matrix as a widget: a progress bar while it computes, then the figure and a summary."""
-    import ipywidgets as W
-    from IPython.display import display
+    import ipywidgets as W  # heavy: imported on use
+    from IPython.display import display  # heavy: imported on use
 
     bar = W.IntProgress(value=0, min=0, max=1, description="fleet", layout=W.Layout(width="60%"))
     status = W.HTML()
@@ -493,7 +435,7 @@ def fleet_panel(kernel: str = "6.18"):
         f"{what}: {s['hosts']} hosts, {s['pairs']} ordered pairs: <b>{s['ok']}</b> move cleanly, "
         f"<b>{s['ok_with_warnings']}</b> with warnings, <b>{s['blocked']}</b> blocked (kernel {kernel})"
     )
-    fig = plot_matrix(f)
+    fig = fleet_matrix(f)
     with out:
         display(fig)
     box.fleet, box.figure = f, fig

@@ -40,7 +40,7 @@ class Section:
         return self
 
 
-@dataclass
+@dataclass(repr=False)
 class Review:
     """A review: a title, a header table, sections, figures (SVG text) and the data behind them."""
 
@@ -52,6 +52,9 @@ class Review:
 
     def as_dict(self) -> dict:
         return self.data
+
+    def __repr__(self) -> str:
+        return f"<Review {self.title!r}: {len(self.sections)} sections, verdict {self.data.get('verdict')}>"
 
     def section(self, title: str) -> Section | None:
         """The section whose title is ``title`` or starts with it (``"5."``, ``"Summary"``), if any."""

@@ -35,7 +35,7 @@ from cpuidkit.analysis.review.sections import (
     _xsave_section,
 )
 from cpuidkit.core.hosts import HostProfile
-from cpuidkit.core.kernels import kernel_profile
+from cpuidkit.core.kernels import DEFAULT_KERNEL, kernel_profile
 from cpuidkit.core.table import CpuidTable
 from cpuidkit.core.xsave import supported_xcr0
 from cpuidkit.kvm.check import check
@@ -48,7 +48,7 @@ def review(
     template: CpuidTable,
     host: HostProfile | str | None = None,
     *,
-    kernel: str = "6.18",
+    kernel: str = DEFAULT_KERNEL,
     vendor: str | None = None,
     template_name: str | None = None,
     xfeature_permission: bool = True,

@@ -87,8 +87,8 @@ def _field_value(t: CpuidTable, o) -> int | None:
 def _beyond(h: HostProfile, out, mig) -> tuple[list[str], list[str], bool]:
     """(beyond, synthesized, measured): the template's features KVM does not virtualize on the host."""
     measured = h.supported is not None
-    missing = next((f.fields for f in mig.findings if f.rule == "feature_missing"), [])
-    synthesized = next((f.fields for f in mig.findings if f.rule == "feature_synthesized"), [])
+    missing: list[str] = next((f.fields for f in mig.findings if f.rule == "feature_missing"), [])
+    synthesized: list[str] = next((f.fields for f in mig.findings if f.rule == "feature_synthesized"), [])
     if measured:
         beyond = list(dict.fromkeys(out.derived["not_virtualized"]))
     else:

@@ -3,7 +3,7 @@ something a template uses, and what ``data/kvm-feature-history.csv`` says about 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from cpuidkit.analysis.addressing import guest_phys_bits_field
 from cpuidkit.analysis.review.document import _names, _plural
@@ -11,15 +11,15 @@ from cpuidkit.analysis.review.facts import _TILEDATA, _Ctx, _flag
 from cpuidkit.core.bits import extract_bits
 from cpuidkit.core.catalog import catalog
 from cpuidkit.core.history import _history, predicted_present
-from cpuidkit.core.kernels import all_behaviour_ids, behaviour_rows, parse_version
+from cpuidkit.core.kernels import MODELLED_KERNELS, all_behaviour_ids, behaviour_rows, parse_version
 from cpuidkit.core.table import CpuidTable
 from cpuidkit.core.xsave import compacted_size, supported_xss
 from cpuidkit.kvm.runtime import kvm_pv_base
 
 __all__ = ["RELEVANCE", "GENERAL", "NOT_ABOUT_THE_TABLE", "changing_behaviours"]
 
-_OLDEST, _NEWEST = "5.10", "6.18"
-_KERNEL_AXIS = [f"5.{m}" for m in range(10, 20)] + [f"6.{m}" for m in range(0, 19)]
+_OLDEST, _NEWEST = MODELLED_KERNELS[0], MODELLED_KERNELS[-1]
+_KERNEL_AXIS = MODELLED_KERNELS
 
 # -- kernel-version notes ---------------------------------------------------------------------------
 #
@@ -90,7 +90,7 @@ _EFER_FEATURE_FLAGS = {
 }
 
 
-def _token_rule(table: dict[str, tuple[str, ...]], what: str) -> Relevance:
+def _token_rule(table: Mapping[str, tuple[str, ...]], what: str) -> Relevance:
     def rel(c: _Ctx, old: str, new: str) -> str | None:
         hits = []
         for tok in _added_tokens(old, new):

@@ -3,6 +3,8 @@ collected (:func:`cpuidkit.analysis.review.engine.review`)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from cpuidkit.analysis.addressing import (
     guest_linear_bits,
     guest_maxphyaddr,
@@ -11,6 +13,7 @@ from cpuidkit.analysis.addressing import (
     memslot_limit_check,
 )
 from cpuidkit.analysis.lint import summarize
+from cpuidkit.analysis.migrate import MigrationReport
 from cpuidkit.analysis.review.document import Section, _display, _hex, _names, _plural
 from cpuidkit.analysis.review.facts import _Ctx, _field_value, _os_xcr0
 from cpuidkit.analysis.review.notes import _NEWEST, _OLDEST, _change_text
@@ -77,7 +80,19 @@ def _header(
     return rows
 
 
-def _summary(out, mig, lint, beyond, synthesized, c: _Ctx, specific, booted, t, h, pool=()) -> Section:
+def _summary(
+    out,
+    mig,
+    lint,
+    beyond,
+    synthesized,
+    c: _Ctx,
+    specific,
+    booted,
+    t,
+    h,
+    pool: Sequence[tuple[str, MigrationReport]] = (),
+) -> Section:
     s = Section("Summary")
     items = []
     if out.accepted:
@@ -140,7 +155,7 @@ def _xsave_summary(t: CpuidTable, h, out) -> str:
     d0, d1 = t.get(0xD, 0), t.get(0xD, 1)
     if d1 is not None and d1.eax & 0b1010:
         text += f", {compacted_size(hc, x)} compacted"
-    if d0 is not None and standard_size(hc, t.get(0xD, 0).eax | d0.edx << 32 | 1) > d0.ecx:
+    if d0 is not None and standard_size(hc, d0.eax | d0.edx << 32 | 1) > d0.ecx:
         text += f"; **the template's 0xD.0 ECX ({d0.ecx}) is smaller than this host's area**"
     return text
 
@@ -438,8 +453,8 @@ def _kernel_section(kernel: str, specific: list[dict], general: list[dict], hist
     return s
 
 
-def _pool_section(pool: list[tuple[str, object]], kernel: str) -> Section:
-    """``pool``: (destination name, :class:`~cpuidkit.analysis.migrate.MigrationReport`) for each host of the pool."""
+def _pool_section(pool: Sequence[tuple[str, MigrationReport]], kernel: str) -> Section:
+    """``pool``: (destination name, ``migrate``'s report) for each host of the pool."""
     s = Section("8. Migration to the pool")
     s.p(
         f"`cpuidkit migrate` of a guest with this template from this host to each host of the pool (kernel {kernel}, "
