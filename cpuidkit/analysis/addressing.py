@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from cpuidkit.core.bits import extract_bits
+from cpuidkit.core.hosts import check_vendor
 from cpuidkit.core.kernels import DEFAULT_KERNEL, kernel_profile
 from cpuidkit.core.table import CpuidTable
 from cpuidkit.errors import InputError
@@ -204,8 +205,7 @@ def smaller_maxphyaddr(vendor: str, *, tdp: bool = True, module_param: bool = Fa
     EPT), forced on without EPT.  SVM: ``!npt_enabled``, not tunable.  PVM:
     shadow paging (the live kernel here reports KVM_CAP_SMALLER_MAXPHYADDR=1).
     """
-    if vendor not in ("vmx", "svm", "pvm"):
-        raise InputError(f"vendor must be vmx, svm or pvm, got {vendor!r}")
+    check_vendor(vendor)
     if not tdp or vendor == "pvm":
         return {
             "available": True,
@@ -544,8 +544,7 @@ def classify(
     MAXPHYADDR would behave the same.
     """
     _check_mode(mode)
-    if vendor not in ("vmx", "svm", "pvm"):
-        raise InputError(f"vendor must be vmx, svm or pvm, got {vendor!r}")
+    check_vendor(vendor)
     for name, v in (("guest", guest_bits), ("host", host_bits)):
         if not 1 <= v <= 64:
             raise InputError(f"{name} MAXPHYADDR must be 1..64 for this classification, got {v}")

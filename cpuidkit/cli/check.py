@@ -7,6 +7,7 @@ import sys
 
 from cpuidkit.analysis.lint import lint_table
 from cpuidkit.cli.exits import EXIT_OK, EXIT_VERDICT
+from cpuidkit.core.hosts import VENDORS
 from cpuidkit.core.kernels import DEFAULT_KERNEL
 from cpuidkit.core.sources import dumps, load, save
 from cpuidkit.core.table import diff
@@ -125,7 +126,7 @@ def register(sub) -> None:
     c = sub.add_parser("check", help="what KVM does with CPUID tables (the model)")
     c.add_argument("tables", nargs="+", metavar="TABLE")
     c.add_argument("--kernel", default=DEFAULT_KERNEL, help=f"kernel version X.Y (default {DEFAULT_KERNEL})")
-    c.add_argument("--vendor", choices=("vmx", "svm", "pvm"), default="vmx")
+    c.add_argument("--vendor", choices=VENDORS, default="vmx")
     c.add_argument("--host", default=None, help="a built-in host name, a dump file, or 'live'")
     c.add_argument(
         "--state",

@@ -24,11 +24,27 @@ from cpuidkit.core.table import CpuidTable
 from cpuidkit.core.xsave import XsaveComponent, components_of, supported_xcr0, supported_xss
 from cpuidkit.errors import InputError, LookupFailed
 
-__all__ = ["HostProfile", "builtin_hosts", "KVM_SUPPORTED_XCR0", "XFEATURE_MASK_XTILE_DATA", "VENDORS", "AMD_VENDORS"]
+__all__ = [
+    "HostProfile",
+    "builtin_hosts",
+    "KVM_SUPPORTED_XCR0",
+    "XFEATURE_MASK_XTILE_DATA",
+    "VENDORS",
+    "AMD_VENDORS",
+    "check_vendor",
+]
 
 # The KVM vendor modules the model knows: upstream kvm_intel (vmx) and kvm_amd (svm), and the pvm module
 VENDORS = ("vmx", "svm", "pvm")
 AMD_VENDORS = ("AuthenticAMD", "HygonGenuine")
+
+
+def check_vendor(vendor: object) -> str:
+    """``vendor`` if it names a vendor module the model knows, else an :class:`InputError` saying which do."""
+    if vendor not in VENDORS:
+        raise InputError(f"vendor must be one of {', '.join(VENDORS)}, got {vendor!r}", where="vendor")
+    return str(vendor)
+
 
 # arch/x86/kvm/x86.c KVM_SUPPORTED_XCR0: FP SSE YMM BNDREGS BNDCSR AVX512(3) PKRU XTILE(2)
 KVM_SUPPORTED_XCR0 = (1 << 0) | (1 << 1) | (1 << 2) | (1 << 3) | (1 << 4) | (0b111 << 5) | (1 << 9) | (0b11 << 17)

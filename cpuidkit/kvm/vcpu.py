@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 
-from cpuidkit.core.hosts import VENDORS, XFEATURE_MASK_XTILE_DATA, HostProfile
+from cpuidkit.core.hosts import XFEATURE_MASK_XTILE_DATA, HostProfile, check_vendor
 from cpuidkit.core.kernels import DEFAULT_KERNEL, KernelProfile, kernel_profile
 from cpuidkit.core.table import CpuidEntry, CpuidTable
 from cpuidkit.errors import InputError, KvmError
@@ -64,8 +64,7 @@ class SimulatedVcpu:
     def __init__(
         self, kernel: str | KernelProfile = DEFAULT_KERNEL, vendor: str = "vmx", host: HostProfile | str | None = None
     ):
-        if vendor not in VENDORS:
-            raise InputError(f"vendor must be one of {', '.join(VENDORS)}, got {vendor!r}", where="vendor")
+        check_vendor(vendor)
         self.kernel_profile = kernel if isinstance(kernel, KernelProfile) else kernel_profile(kernel)
         self.kernel = self.kernel_profile.name
         self.vendor = vendor

@@ -19,11 +19,11 @@ from pathlib import Path
 
 from cpuidkit.core.bits import FieldRef, extract_bits
 from cpuidkit.core.catalog import Field, catalog
-from cpuidkit.core.hosts import VENDORS, HostProfile
+from cpuidkit.core.hosts import HostProfile, check_vendor
 from cpuidkit.core.kernels import DEFAULT_KERNEL, parse_version
 from cpuidkit.core.sources import load, save
 from cpuidkit.core.table import CpuidTable
-from cpuidkit.errors import CpuidkitError, InputError
+from cpuidkit.errors import CpuidkitError
 from cpuidkit.kvm.check import Outcome, VcpuSetup, check
 from cpuidkit.kvm.ownership import Ownership
 from cpuidkit.live import resolve_host
@@ -141,8 +141,7 @@ class Lab:
             self.kernel = kernel
             what.add("kernel")
         if vendor is not None and vendor != self.vendor:
-            if vendor not in VENDORS:
-                raise InputError(f"vendor must be one of {', '.join(VENDORS)}, got {vendor!r}")
+            check_vendor(vendor)
             self.vendor = vendor
             what.add("vendor")
         if new_host is not None and new_host is not self.host:
