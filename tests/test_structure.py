@@ -116,3 +116,26 @@ def test_an_internal_error_exits_3_not_1(monkeypatch, capsys):
 def test_the_command_runs_as_a_module():
     r = subprocess.run([sys.executable, "-m", "cpuidkit", "--help"], cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 0 and "decode" in r.stdout and "review" in r.stdout
+
+
+def test_one_decoder_of_the_address_widths():
+    """LA57 and the linear width are decoded in one place, and it agrees with the catalog's named fields."""
+    from conftest import libvirt_dumps
+
+    from cpuidkit.core.addresses import has_la57, linear_width_field
+    from cpuidkit.core.sources import load
+
+    seen57 = set()
+    for path in libvirt_dumps():
+        t = load(path)
+        assert has_la57(t) == bool(t.get_field("la57"))
+        assert linear_width_field(t) == t.get_field("virt_addr_bits")
+        seen57.add(has_la57(t))
+    assert seen57 == {True, False}  # the dumps hold CPUs with and without LA57
+    hand_decoded = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if path.name == "addresses.py":
+            continue
+        text = path.read_text(encoding="utf-8")
+        hand_decoded += [f"{path.name}: {p}" for p in ("ecx >> 16 & 1", "eax >> 8) & 0xFF", "eax, 15, 8") if p in text]
+    assert not hand_decoded, hand_decoded

@@ -37,6 +37,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from cpuidkit.core.addresses import has_la57, linear_width_field
 from cpuidkit.core.bits import extract_bits
 from cpuidkit.core.hosts import check_vendor
 from cpuidkit.core.kernels import DEFAULT_KERNEL, kernel_profile
@@ -107,11 +108,10 @@ def guest_maxphyaddr(table: CpuidTable) -> int:
 
 def guest_linear_bits(table: CpuidTable) -> int:
     """The linear-address width a table advertises: 0x80000008.EAX[15:8], else 57 with LA57, else 48."""
-    e = table.get(0x80000008)
-    if e is not None and extract_bits(e.eax, 15, 8):
-        return extract_bits(e.eax, 15, 8)
-    e7 = table.get(7, 0)
-    return 57 if (e7 is not None and e7.ecx >> 16 & 1) else 48
+    width = linear_width_field(table)
+    if width:
+        return width
+    return 57 if has_la57(table) else 48
 
 
 def guest_phys_bits_field(table: CpuidTable) -> int:
@@ -255,8 +255,7 @@ def host_has_five_level_tdp(host: HostProfile) -> bool:
     Intel and the host kernel's own paging mode on AMD (``get_npt_level``);
     CPUs without LA57 (e.g. Sierra Forest) have no 5-level EPT.
     """
-    e = host.cpuid.get(7, 0)
-    return bool(e and e.ecx >> 16 & 1)
+    return has_la57(host.cpuid)
 
 
 def memslot_limit_check(kernel: str | tuple[int, int] | None) -> str:

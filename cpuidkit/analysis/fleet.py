@@ -53,10 +53,11 @@ from cpuidkit.analysis.migrate import (
     _flag_fields,
     migrate,
 )
+from cpuidkit.core.addresses import has_la57, linear_width_of
 from cpuidkit.core.catalog import catalog
 from cpuidkit.core.hosts import HostProfile
 from cpuidkit.core.kernels import DEFAULT_KERNEL, kernel_profile
-from cpuidkit.core.table import CpuidEntry, CpuidTable
+from cpuidkit.core.table import CpuidTable
 from cpuidkit.core.xsave import mask_names, standard_size, supported_xcr0, supported_xss
 from cpuidkit.errors import InputError
 from cpuidkit.kvm.vcpu import SimulatedVcpu
@@ -215,10 +216,9 @@ def _host_facts(h: HostProfile, kp, vendor: str | None, fields, provided: frozen
     width_ok = True
     if pos is not None:
         allowed = {int(x) for x in kp.value("vaddr_width_values").split(";")}
-        width_ok = (t[pos].eax >> 8) & 0xFF in allowed
+        width_ok = linear_width_of(t[pos]) in allowed
     d0 = t.get(0xD, 0)
-    e7 = t.get(7, 0)
-    g57 = bool(e7 and e7.ecx >> 16 & 1)
+    g57 = has_la57(t)
     sgx = sgx_fields(t)
     grant_ok = bool(h.xcr0_mask & _TILEDATA)
     perm_after = h.default_guest_perm() | (_TILEDATA if grant_ok else 0)
@@ -254,7 +254,7 @@ def _host_facts(h: HostProfile, kp, vendor: str | None, fields, provided: frozen
         five=five,
         usable=usable_gpa_bits(h.maxphyaddr, tdp=tdp, five_level_tdp=five),
         smaller_ok=smaller_maxphyaddr(module, tdp=tdp, module_param=h.allow_smaller_maxphyaddr)["available"],
-        h57=bool((h.cpuid.get(7, 0) or CpuidEntry(7)).ecx >> 16 & 1),
+        h57=has_la57(h.cpuid),
         h_linear=h.linear_bits,
     )
 
@@ -749,7 +749,7 @@ def common_baseline(
     )
     narrowest = min(h.maxphyaddr for h in hosts)
     maxpa = min(narrowest, usable)
-    all57 = all(bool((h.cpuid.get(7, 0) or CpuidEntry(7)).ecx >> 16 & 1) for h in hosts)
+    all57 = all(has_la57(h.cpuid) for h in hosts)
     linear = 57 if all57 else 48
     e8 = t.get(0x80000008)
     if e8 is not None:
@@ -762,7 +762,7 @@ def common_baseline(
             "guest-physical addresses"
         )
     e7 = t.get(7, 0)
-    if e7 is not None and not all57 and e7.ecx >> 16 & 1:
+    if e7 is not None and not all57 and has_la57(t):
         t = t.with_entry(e7.replace(ecx=e7.ecx & ~(1 << 16)))
     table = CpuidTable(t, source=f"common baseline of {len(hosts)} hosts (from {base.name})")
     return Baseline(

@@ -38,6 +38,7 @@ from cpuidkit.analysis.addressing import (
     smaller_maxphyaddr,
     usable_gpa_bits,
 )
+from cpuidkit.core.addresses import has_la57
 from cpuidkit.core.bits import extract_bits
 from cpuidkit.core.catalog import catalog
 from cpuidkit.core.hosts import KVM_SUPPORTED_XCR0, HostProfile
@@ -508,10 +509,8 @@ def _maxphyaddr(guest: CpuidTable, dest: HostProfile, vendor: str, findings: lis
 
 def _linear(guest: CpuidTable, dest: HostProfile, findings: list[Finding]) -> None:
     g = guest_linear_bits(guest)
-    e7 = guest.get(7, 0)
-    g57 = bool(e7 and e7.ecx >> 16 & 1)
-    h7 = dest.cpuid.get(7, 0)
-    h57 = bool(h7 and h7.ecx >> 16 & 1)
+    g57 = has_la57(guest)
+    h57 = has_la57(dest.cpuid)
     if g57 and not h57:
         findings.append(
             Finding(

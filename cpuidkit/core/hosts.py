@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cpuidkit._files import data_dir
-from cpuidkit.core.bits import extract_bits
+from cpuidkit.core.addresses import linear_width_field
 from cpuidkit.core.sources import load
 from cpuidkit.core.sources._common import load_json
 from cpuidkit.core.sources.kvm_json import parse_doc
@@ -85,8 +85,7 @@ class HostProfile:
 
     @property
     def linear_bits(self) -> int:
-        e = self.cpuid.get(0x80000008)
-        return 48 if e is None else max(extract_bits(e.eax, 15, 8), 48)
+        return max(linear_width_field(self.cpuid) or 0, 48)
 
     @functools.cached_property
     def has_xsave(self) -> bool:

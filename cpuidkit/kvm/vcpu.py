@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 
+from cpuidkit.core.addresses import linear_width_of
 from cpuidkit.core.hosts import XFEATURE_MASK_XTILE_DATA, HostProfile, check_vendor
 from cpuidkit.core.kernels import DEFAULT_KERNEL, KernelProfile, kernel_profile
 from cpuidkit.core.table import CpuidEntry, CpuidTable
@@ -190,7 +191,7 @@ class SimulatedVcpu:
         k = self.kernel_profile
         pos = _find(entries, 0x80000008, None)
         if pos is not None:
-            width = (entries[pos].eax >> 8) & 0xFF
+            width = linear_width_of(entries[pos])
             allowed = {int(v) for v in k.value("vaddr_width_values").split(";")}
             if width not in allowed:
                 return self._err(

@@ -23,6 +23,7 @@ import struct
 import threading
 import time
 
+from cpuidkit.core.addresses import linear_width_of
 from cpuidkit.core.table import CpuidEntry, CpuidTable
 from cpuidkit.errors import InputError, KvmError
 from cpuidkit.kvm.interface import QUIRKS
@@ -230,7 +231,7 @@ class LiveVcpu:
             reasons = []
             ext8 = table.get(0x8000_0008)
             if ext8 is not None:
-                width = (ext8.eax >> 8) & 0xFF
+                width = linear_width_of(ext8)
                 if width not in (0, 48, 57):
                     reasons.append(
                         f"0x80000008 EAX[15:8] (linear-address width) is {width}; KVM accepts only 0, 48 or 57"

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from cpuidkit.core.addresses import LINEAR_WIDTH, MAXPHYADDR
 from cpuidkit.core.bits import FieldRef, extract_bits
 from cpuidkit.core.catalog import Field, catalog
 from cpuidkit.core.hosts import HostProfile, check_vendor
@@ -31,8 +32,6 @@ from cpuidkit.live import resolve_host
 __all__ = ["Lab", "BitInfo", "DEFAULT_HOST", "load_table_or_keep"]
 
 DEFAULT_HOST = "sapphire-rapids"
-LINEAR_WIDTH = FieldRef(0x80000008, 0, "eax", 15, 8)
-MAXPHYADDR = FieldRef(0x80000008, 0, "eax", 7, 0)
 
 Listener = Callable[["Lab", set], None]
 

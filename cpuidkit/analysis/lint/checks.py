@@ -31,6 +31,7 @@ from cpuidkit.analysis.lint.model import (
     xfeature_name,
     xss_field,
 )
+from cpuidkit.core.addresses import linear_width_of
 from cpuidkit.core.bits import extract_bits, set_bits
 from cpuidkit.core.catalog import catalog
 from cpuidkit.core.hosts import HostProfile
@@ -179,7 +180,7 @@ def _linear_width_invalid(v: View):
     e = v.table.get(0x80000008)  # KVM checks the entry whenever it is present
     if e is None:
         return
-    width = extract_bits(e.eax, 15, 8)
+    width = linear_width_of(e)
     lm = v.flag("lm")
     allowed = (48, 57) if lm else (0, 32, 48, 57)
     if width not in allowed:

@@ -17,6 +17,7 @@ from cpuidkit.analysis.migrate import MigrationReport
 from cpuidkit.analysis.review.document import Section, _display, _hex, _names, _plural
 from cpuidkit.analysis.review.facts import _Ctx, _field_value, _os_xcr0
 from cpuidkit.analysis.review.notes import _NEWEST, _OLDEST, _change_text
+from cpuidkit.core.addresses import has_la57, linear_width_field
 from cpuidkit.core.bits import extract_bits
 from cpuidkit.core.hosts import HostProfile
 from cpuidkit.core.kernels import named_kernels
@@ -378,11 +379,9 @@ def _address_section(t: CpuidTable, h, mig, kp, vendor: str, usable: int) -> Sec
     g = guest_maxphyaddr(t)
     e8 = t.get(0x80000008)
     five = host_has_five_level_tdp(h)
-    e7 = t.get(7, 0)
-    g57 = bool(e7 and e7.ecx >> 16 & 1)
-    h7 = h.cpuid.get(7, 0)
-    h57 = bool(h7 and h7.ecx >> 16 & 1)
-    lin_field = extract_bits(e8.eax, 15, 8) if e8 else 0
+    g57 = has_la57(t)
+    h57 = has_la57(h.cpuid)
+    lin_field = linear_width_field(t) or 0
     allowed = kp.value("vaddr_width_values").replace(";", ", ")
     rows = [
         ["MAXPHYADDR", f"{g}" + ("" if e8 else " (no 0x80000008 leaf: 36)"), str(h.maxphyaddr)],
