@@ -1,0 +1,184 @@
+"""Controls that edit the table: the width sliders, export/import, and the rejection explorer."""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+
+import ipywidgets as W
+
+from cpuidkit.core.table import CpuidEntry
+from cpuidkit.ui._theme import VERDICT_COLOURS
+from cpuidkit.ui.lab import LINEAR_WIDTH, MAXPHYADDR, Lab, VcpuSetup, load_table_or_keep
+from cpuidkit.ui.widgets._common import _View
+from cpuidkit.ui.widgets.panels import VerdictPanel
+
+# -- widths ----------------------------------------------------------------------------------------
+
+
+class WidthSliders(W.VBox, _View):
+    """MAXPHYADDR and linear-address width in 0x80000008.EAX.  KVM never checks the first
+    (``cpuid_query_maxphyaddr`` just reads it) and accepts only 0, 48 and 57 for the second
+    (``kvm_check_cpuid``)."""
+
+    def __init__(self, lab: Lab, maximum: int = 64):
+        """``maximum``: the slider's usual range (it widens, up to 255, when the table holds more)."""
+        self._subscribe(lab)
+        self._syncing = False
+        self.maximum = maximum
+        mp, lw = lab.maxphyaddr or 0, lab.linear_width or 0
+        self.maxphyaddr = W.IntSlider(
+            description="MAXPHYADDR",
+            min=0,
+            max=max(maximum, mp),
+            continuous_update=False,
+            value=mp,
+            layout=W.Layout(width="420px"),
+        )
+        self.linear = W.IntSlider(
+            description="linear width",
+            min=0,
+            max=max(maximum, lw),
+            continuous_update=False,
+            value=lw,
+            layout=W.Layout(width="420px"),
+        )
+        for s in (self.maxphyaddr, self.linear):
+            s.style.description_width = "100px"
+        self.maxphyaddr.add_class("cpuidkit-maxphyaddr")
+        self.linear.add_class("cpuidkit-linear-width")
+        self.maxphyaddr.observe(lambda c: self._write(MAXPHYADDR, c["new"]), "value")
+        self.linear.observe(lambda c: self._write(LINEAR_WIDTH, c["new"]), "value")
+        self.note = W.HTML()
+        super().__init__([self.maxphyaddr, self.linear, self.note])
+        self._refresh_note()
+
+    def _write(self, ref, value: int) -> None:
+        if not self._syncing and self.lab.table.get_field(ref) != value:
+            self.lab.set_field(ref, value)
+
+    def _on_lab(self, what: set) -> None:
+        if "table" in what:
+            self._syncing = True
+            try:
+                for slider, value in ((self.maxphyaddr, self.lab.maxphyaddr), (self.linear, self.lab.linear_width)):
+                    v = value or 0  # an 8-bit field: widen the slider rather than show a wrong value
+                    if v > slider.max:
+                        slider.max = v
+                    if slider.value != v:
+                        slider.value = v
+            finally:
+                self._syncing = False
+        self._refresh_note()
+
+    def _refresh_note(self) -> None:
+        d = self.lab.outcome.derived
+        if not self.lab.outcome.accepted:
+            text = (
+                f"KVM refused the table, so nothing is derived from it: the vCPU keeps what it had "
+                f"(MAXPHYADDR {d['maxphyaddr']}; a fresh vCPU has 36)"
+            )
+            if text != self.note.value:
+                self.note.value = text
+            return
+        text = (
+            f"KVM's MAXPHYADDR for this vCPU: <b>{d['maxphyaddr']}</b> (host {self.lab.host.maxphyaddr}); "
+            f"GPA bits {d['maxphyaddr']}–63 reserved"
+        )
+        if self.lab.maxphyaddr is not None and self.lab.maxphyaddr > self.lab.host.maxphyaddr:
+            text += " · <b>guest &gt; host</b>: accepted, but memory above the host width cannot be mapped"
+        if text != self.note.value:
+            self.note.value = text
+
+
+# -- export / import -------------------------------------------------------------------------------
+
+
+class ExportImport(W.VBox, _View):
+    """Save the table as KVM JSON (atomically: a reader never sees half a file) or load one.
+    A failed import leaves everything as it was and says why."""
+
+    def __init__(self, lab: Lab, path: str = "guest-cpuid.json"):
+        self._subscribe(lab)
+        self.path = W.Text(value=path, description="file", layout=W.Layout(width="360px"))
+        self.path.style.description_width = "30px"
+        self.export_button = W.Button(description="export KVM JSON", icon="download")
+        self.import_button = W.Button(description="import", icon="upload")
+        self.message = W.HTML()
+        self.export_button.on_click(lambda _b: self.export())
+        self.import_button.on_click(lambda _b: self.import_())
+        super().__init__([W.HBox([self.path, self.export_button, self.import_button]), self.message])
+
+    def export(self) -> Path | None:
+        try:
+            p = self.lab.export_json(self.path.value)
+        except Exception as e:  # noqa: BLE001 - shown to the user
+            self.message.value = (
+                f'<span style="color:{VERDICT_COLOURS["rejected"]}">export failed: {html.escape(str(e))}</span>'
+            )
+            return None
+        self.message.value = f"wrote {len(self.lab.table)} entries to <code>{html.escape(str(p))}</code>"
+        return p
+
+    def import_(self) -> bool:
+        msg = load_table_or_keep(self.lab, self.path.value)
+        ok = not msg.startswith("import failed")
+        colour = VERDICT_COLOURS["accepted" if ok else "rejected"]
+        self.message.value = f'<span style="color:{colour}">{html.escape(msg)}</span>'
+        return ok
+
+
+# -- the four rejections ---------------------------------------------------------------------------
+
+
+class RejectionExplorer(W.VBox, _View):
+    """The four ways to make KVM_SET_CPUID2 fail, as controls over one base table:
+    entry count (E2BIG above 256), linear width (EINVAL unless 0/48/57), AMX TILEDATA
+    with or without permission (EPERM), and a changed table after KVM_RUN (EINVAL)."""
+
+    def __init__(self, lab: Lab):
+        self._subscribe(lab)
+        self.base = lab.table
+        self.entries = W.IntSlider(
+            description="entries",
+            min=0,
+            max=300,
+            value=len(self.base),
+            continuous_update=False,
+            layout=W.Layout(width="420px"),
+        )
+        self.width = W.Dropdown(
+            description="linear width",
+            options=[0, 32, 39, 48, 50, 52, 57, 64],
+            value=self.base.get_field("virt_addr_bits") or 0,
+        )
+        self.tiledata = W.Checkbox(description="0xD.0 EAX[18] TILEDATA", value=False, indent=False)
+        self.permission = W.Checkbox(description="arch_prctl(ARCH_REQ_XCOMP_GUEST_PERM, 18)", value=False, indent=False)
+        self.after_run = W.Checkbox(description="after KVM_RUN, flip 6.EAX[0]", value=False, indent=False)
+        for w in (self.entries, self.width, self.tiledata, self.permission, self.after_run):
+            w.style.description_width = "90px" if w is not self.tiledata else "initial"
+            w.observe(lambda _c: self.apply(), "value")
+        self.verdict = VerdictPanel(lab)
+        super().__init__(
+            [self.entries, self.width, W.HBox([self.tiledata, self.permission]), self.after_run, self.verdict]
+        )
+
+    def table_for_settings(self):
+        t = self.base.set_field("virt_addr_bits", self.width.value)
+        if self.tiledata.value:
+            t = t.set_field("0xd.0.eax[17]", 1).set_field("0xd.0.eax[18]", 1)
+        n = self.entries.value
+        if n < len(t):
+            t = t[:n]
+        else:
+            t = t.appended(*(CpuidEntry(0x40000100 + i) for i in range(n - len(t))))
+        return t
+
+    def apply(self) -> None:
+        t = self.table_for_settings()
+        perm = 1 << 18 if self.permission.value else 0
+        if self.after_run.value:
+            flipped = t.set_field("0x6.0.eax[0]", 1 - (t.get_field("0x6.0.eax[0]") or 0))
+            self.lab.update(table=flipped, state=VcpuSetup(xfeature_permission=perm, has_run=True, previous=t))
+        else:
+            self.lab.update(table=t, state=VcpuSetup(xfeature_permission=perm))

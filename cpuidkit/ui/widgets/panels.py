@@ -1,0 +1,161 @@
+"""Read-only panels of a Lab: KVM's verdict, the lint's findings, a kernel's behaviours, a design review."""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import ipywidgets as W
+
+from cpuidkit.analysis.lint import lint_class, lint_table
+from cpuidkit.core.kernels import kernel_profile
+from cpuidkit.ui._theme import VERDICT_COLOURS
+from cpuidkit.ui.course import Review, review
+from cpuidkit.ui.lab import Lab
+from cpuidkit.ui.widgets._common import _View
+
+
+def verdict_html(v: dict, derived: Mapping[str, Any] | None = None) -> str:
+    """The verdict panel's HTML for ``Lab.verdict()`` (or ``Outcome.as_dict()``)."""
+    colour = VERDICT_COLOURS[v["verdict"]]
+    head = f'<span style="color:{colour};font-size:120%;font-weight:bold">{v["verdict"].upper()}</span>'
+    if v["errno"]:
+        head += f' &nbsp;<code style="font-size:110%">{v["errno"]}</code> &nbsp;rule <code>{html.escape(v["rule"] or "")}</code>'
+    parts = [
+        f'<div class="cpuidkit-verdict-head">KVM_SET_CPUID2: {head}</div>',
+        f"<div>{html.escape(v['explanation'])}</div>",
+    ]
+    if v.get("source"):
+        parts.append(f'<div style="font-size:85%;color:#444">source: {html.escape(v["source"])}</div>')
+    parts.append(
+        f'<div style="font-size:85%;color:#444">kernel {v["kernel"]} · {v["vendor"]} · host {html.escape(v["host"])}</div>'
+    )
+    for e in v.get("state_errors", []):
+        parts.append(
+            f'<div style="color:{VERDICT_COLOURS["rejected"]}">{html.escape(e.get("operation") or e["step"])}: '
+            f"{e['errno']}: {html.escape(e['explanation'])}</div>"
+        )
+    if derived and v["verdict"] == "accepted":
+        parts.append(
+            f'<div style="font-size:85%">derived: MAXPHYADDR {derived["maxphyaddr"]}, '
+            f"guest_supported_xcr0 {derived['guest_supported_xcr0']:#x}</div>"
+        )
+    return f'<div style="border-left:6px solid {colour};padding:4px 8px;margin:4px 0">' + "".join(parts) + "</div>"
+
+
+class VerdictPanel(W.HTML, _View):
+    """KVM's verdict on the current configuration: accepted or rejected, errno, rule,
+    explanation and the kernel source of the rule; then any state write KVM refused."""
+
+    def __init__(self, lab: Lab):
+        self._subscribe(lab)
+        super().__init__()
+        self.add_class("cpuidkit-verdict")
+        self.data: dict = {}
+        self.refresh()
+
+    def _on_lab(self, what: set) -> None:
+        self.refresh()
+
+    def refresh(self) -> None:
+        v = self.lab.verdict()
+        if v != self.data:
+            self.data = v
+            self.value = verdict_html(v, self.lab.outcome.derived)
+
+    @property
+    def text(self) -> str:
+        """The panel as plain text (what a reader sees)."""
+
+        return html.unescape(re.sub(r"<[^>]+>", " ", self.value))
+
+
+class LintPanel(W.HTML, _View):
+    """The lint's findings for the Lab's table (``cpuidkit.analysis.lint.lint_table``), worst first.
+    ``intended`` marks findings that are insane on purpose (they stay listed, marked)."""
+
+    value: str  # the ipywidgets trait (untyped there)
+
+    def __init__(self, lab: Lab, intended=None, show_info: bool = False):
+        self._subscribe(lab)
+        self.intended = intended
+        self.show_info = show_info
+        self.findings: list = []
+        super().__init__()
+        self.add_class("cpuidkit-lint")
+        self.refresh()
+
+    def _on_lab(self, what: set) -> None:
+        if what & {"table", "host"}:
+            self.refresh()
+
+    def refresh(self) -> None:
+        fs = lint_table(self.lab.table, host=self.lab.host, intended=self.intended)
+        self.findings = fs
+        shown = [f for f in fs if self.show_info or f.severity != "info"]
+        colours = {"illegal": VERDICT_COLOURS["rejected"], "insane": "#e65100", "info": "#555"}
+        items = "".join(
+            f'<li><b style="color:{colours[f.severity]}">{f.severity}</b> <code>{f.rule}</code>'
+            f"{' (intended)' if f.intended else ''}: {html.escape(f.detail or f.explanation)}</li>"
+            for f in shown
+        )
+        head = f"<b>lint: {lint_class(fs)}</b> ({len(fs)} finding{'s' if len(fs) != 1 else ''})"
+        value = head + (f"<ul style='margin:2px 0'>{items}</ul>" if items else "")
+        if value != self.value:
+            self.value = value
+
+
+class KernelBehaviours(W.HTML, _View):
+    """For the Lab's kernel: each chosen behaviour of data/kvm-behaviours.csv, its value,
+    version range, kernel function and how it was verified."""
+
+    def __init__(self, lab: Lab, ids):
+        self._subscribe(lab)
+        self.ids = list(ids)
+        super().__init__()
+        self.refresh()
+
+    def _on_lab(self, what: set) -> None:
+        if "kernel" in what:
+            self.refresh()
+
+    def refresh(self) -> None:
+        k = kernel_profile(self.lab.kernel)
+        rows = []
+        for bid in self.ids:
+            b = k.behaviour(bid)
+            rows.append(
+                f"<tr><td><code>{bid}</code></td><td><b>{html.escape(b.value)}</b></td><td>{b.range_text}</td>"
+                f"<td>{html.escape(b.function)}</td><td style='font-size:85%'>{html.escape(b.summary)}</td></tr>"
+            )
+        self.value = (
+            f"<b>kernel {k.name}</b><table style='font-size:85%'><tr><th>behaviour</th><th>value</th>"
+            f"<th>range</th><th>function</th><th>what it means</th></tr>{''.join(rows)}</table>"
+        )
+
+
+class ReviewPanel(W.VBox, _View):
+    """A design review of the Lab's table on its host (``course.review``), redone on request."""
+
+    def __init__(self, lab: Lab, pool=(), intended=None):
+        self._subscribe(lab)
+        self.pool = tuple(pool)
+        self.intended = intended
+        self.button = W.Button(description="review again", icon="refresh")
+        self.out = W.Output()
+        self.review: Review | None = None
+        self.button.on_click(lambda _b: self.refresh())
+        super().__init__([self.button, self.out])
+        self.refresh()
+
+    def refresh(self) -> None:
+        from IPython.display import Markdown, display
+
+        self.review = review(
+            self.lab.table, self.lab.host, self.lab.kernel, self.lab.vendor, self.pool, intended=self.intended
+        )
+        self.out.clear_output()
+        with self.out:
+            display(Markdown(self.review._repr_markdown_()))
