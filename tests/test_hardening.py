@@ -143,7 +143,7 @@ def test_new_files_follow_the_umask(tmp_path):
 def test_unwritable_places_are_one_line_errors(tmp_path):
     with pytest.raises(WriteFailed, match=r"cannot write .*/missing/x.json: No such file or directory"):
         atomic_write_bytes(tmp_path / "missing" / "x.json", b"{}")
-    with pytest.raises(WriteFailed, match=r"Is a directory"):
+    with pytest.raises(WriteFailed, match=r"is a folder, not a regular file: refusing to replace it"):
         atomic_write_bytes(tmp_path, b"{}")
     assert list(tmp_path.iterdir()) == []
 

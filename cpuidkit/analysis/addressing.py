@@ -581,8 +581,8 @@ def layout_from_dicts(items: Iterable[dict]) -> list[Region]:
         try:
             start = int(d["start"], 0) if isinstance(d["start"], str) else int(d["start"])
             size = int(d["size"], 0) if isinstance(d["size"], str) else int(d["size"])
-        except (KeyError, ValueError, TypeError):
-            raise InputError(f"layout entry {i} needs numeric start and size") from None
+        except (KeyError, ValueError, TypeError, OverflowError):
+            raise InputError(f"layout entry {i} needs numeric start and size", where=f"entry {i}") from None
         out.append(Region(str(d.get("name", f"region{i}")), start, size, str(d.get("kind", "ram")), d.get("memslot")))
     return out
 
@@ -594,9 +594,10 @@ def parse_layout_spec(text: str) -> list[Region]:
         bits = part.strip().split(":")
         if len(bits) != 4:
             raise InputError(f"layout item {i} ({part!r}) must be NAME:KIND:START:SIZE")
-        name, kind, start, size = bits
+        name, kind, start_text, size_text = bits
         try:
-            out.append(Region(name, int(start, 0), int(size, 0), kind))
+            start, size = int(start_text, 0), int(size_text, 0)
         except ValueError:
-            raise InputError(f"layout item {i} ({part!r}): START and SIZE must be numbers") from None
+            raise InputError(f"layout item {i} ({part!r}): START and SIZE must be numbers like 0x80000000") from None
+        out.append(Region(name, start, size, kind))  # its own checks name the region (kind, range)
     return out

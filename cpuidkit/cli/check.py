@@ -6,6 +6,7 @@ import json
 import sys
 
 from cpuidkit.analysis.lint import lint_table
+from cpuidkit.cli.args import kernel_version
 from cpuidkit.cli.exits import EXIT_OK, EXIT_VERDICT
 from cpuidkit.core.hosts import VENDORS
 from cpuidkit.core.kernels import DEFAULT_KERNEL
@@ -125,7 +126,9 @@ def _live_check(args) -> int:
 def register(sub) -> None:
     c = sub.add_parser("check", help="what KVM does with CPUID tables (the model)")
     c.add_argument("tables", nargs="+", metavar="TABLE")
-    c.add_argument("--kernel", default=DEFAULT_KERNEL, help=f"kernel version X.Y (default {DEFAULT_KERNEL})")
+    c.add_argument(
+        "--kernel", type=kernel_version, default=DEFAULT_KERNEL, help=f"kernel version X.Y (default {DEFAULT_KERNEL})"
+    )
     c.add_argument("--vendor", choices=VENDORS, default="vmx")
     c.add_argument("--host", default=None, help="a built-in host name, a dump file, or 'live'")
     c.add_argument(
@@ -144,6 +147,8 @@ def register(sub) -> None:
     s.set_defaults(func=_live_supported)
     lc = lsub.add_parser("check", help="the real kernel and the model side by side")
     lc.add_argument("tables", nargs="+", metavar="TABLE")
-    lc.add_argument("--kernel", default=None, help="model kernel version (default: the running kernel)")
+    lc.add_argument(
+        "--kernel", type=kernel_version, default=None, help="model kernel version (default: the running kernel)"
+    )
     lc.add_argument("--format", choices=("table", "json"), default="table")
     lc.set_defaults(func=_live_check)

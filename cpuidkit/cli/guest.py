@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 
+from cpuidkit._files import display_name, path_exists, read_input_text
 from cpuidkit.analysis.addressing import (
     classify,
     host_has_five_level_tdp,
@@ -18,10 +18,12 @@ from cpuidkit.analysis.addressing import (
     parse_layout_spec,
 )
 from cpuidkit.analysis.migrate import migrate
+from cpuidkit.cli.args import kernel_version
 from cpuidkit.cli.exits import EXIT_OK, EXIT_VERDICT
 from cpuidkit.core.hosts import VENDORS, builtin_hosts
 from cpuidkit.core.kernels import DEFAULT_KERNEL
 from cpuidkit.core.sources import load
+from cpuidkit.core.sources._common import load_json
 from cpuidkit.core.table import CpuidTable
 from cpuidkit.core.xsave import (
     XFEATURE_MASK_XTILE_DATA,
@@ -46,11 +48,27 @@ def _hex(n) -> str:
     return "-" if n is None else f"{n:#x}"
 
 
+def _parse_ptes(text: str) -> list[int]:
+    """``--pte 0x8000000000000067,0x67``: page-table entries as numbers."""
+    out = []
+    for part in text.split(","):
+        try:
+            value = int(part.strip(), 0)
+        except ValueError:
+            raise InputError(
+                f"--pte takes comma-separated numbers like 0x8000000000000067, got {part.strip()!r}"
+            ) from None
+        if not 0 <= value < 1 << 64:
+            raise InputError(f"--pte {part.strip()} does not fit in 64 bits")
+        out.append(value)
+    return out
+
+
 def load_guest_table(spec: str):
     """A guest table: a dump file in any importable format, a built-in host's name (its own CPUID), or ``live``
     (this machine's CPUID, as the CPUID instruction reports it)."""
 
-    if Path(spec).exists():
+    if path_exists(spec):
         return load(spec), spec
     hosts = builtin_hosts()
     if spec in hosts:
@@ -265,15 +283,11 @@ def _maxphyaddr(args) -> int:
         five = host_has_five_level_tdp(h)
     layout = []
     if args.layout:
-        p = Path(args.layout)
-        if p.exists():
-            try:
-                layout = layout_from_dicts(json.loads(p.read_text(encoding="utf-8")))
-            except json.JSONDecodeError as e:
-                raise InputError(f"not valid JSON: {e.msg}", source=str(p), where=f"line {e.lineno}") from None
+        if path_exists(args.layout):
+            layout = layout_from_dicts(load_json(read_input_text(args.layout), display_name(args.layout)))
         else:
             layout = parse_layout_spec(args.layout)
-    ptes = [int(x, 0) for x in args.pte.split(",")] if args.pte else []
+    ptes = _parse_ptes(args.pte) if args.pte else []
     res = classify(
         args.guest_bits,
         host_bits,
@@ -326,7 +340,9 @@ def register(sub) -> None:
     x.add_argument(
         "--host", default=None, help="a built-in host name, a dump file, or 'live' (default sapphire-rapids)"
     )
-    x.add_argument("--kernel", default=DEFAULT_KERNEL, help=f"kernel version X.Y (default {DEFAULT_KERNEL})")
+    x.add_argument(
+        "--kernel", type=kernel_version, default=DEFAULT_KERNEL, help=f"kernel version X.Y (default {DEFAULT_KERNEL})"
+    )
     x.add_argument(
         "--vendor",
         choices=VENDORS,
@@ -369,7 +385,12 @@ def register(sub) -> None:
         metavar="HOST",
         help="source host (limits the guest's XCR0 to what KVM offered there)",
     )
-    m.add_argument("--kernel", default=DEFAULT_KERNEL, help=f"destination kernel X.Y (default {DEFAULT_KERNEL})")
+    m.add_argument(
+        "--kernel",
+        type=kernel_version,
+        default=DEFAULT_KERNEL,
+        help=f"destination kernel X.Y (default {DEFAULT_KERNEL})",
+    )
     m.add_argument("--vendor", choices=VENDORS, default=None, help="destination vendor module (default from the host)")
     m.add_argument("--xcr0", default=None, help="the XCR0 the guest runs with (default: all it is offered)")
     m.add_argument("--format", choices=("table", "json"), default="table")
@@ -395,6 +416,6 @@ def register(sub) -> None:
     p.add_argument("--vendor", choices=VENDORS, default="vmx")
     p.add_argument("--no-tdp", action="store_true", help="shadow paging instead of EPT/NPT")
     p.add_argument("--allow-smaller-maxphyaddr", action="store_true", help="kvm_intel.allow_smaller_maxphyaddr=1")
-    p.add_argument("--kernel", default=DEFAULT_KERNEL)
+    p.add_argument("--kernel", type=kernel_version, default=DEFAULT_KERNEL)
     p.add_argument("--format", choices=("table", "json"), default="table")
     p.set_defaults(func=_maxphyaddr)

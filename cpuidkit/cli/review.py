@@ -17,6 +17,7 @@ from cpuidkit._files import atomic_write_text
 from cpuidkit.analysis.figures import plot_matrix
 from cpuidkit.analysis.fleet import Progress, common_baseline, fleet, load_hosts
 from cpuidkit.analysis.review import render, review
+from cpuidkit.cli.args import kernel_version
 from cpuidkit.cli.exits import EXIT_OK
 from cpuidkit.cli.guest import load_guest_table
 from cpuidkit.core.hosts import VENDORS
@@ -196,7 +197,9 @@ def register(sub) -> None:
         metavar="NAME|FILE|live",
         help="the host: a built-in name, a dump file, or live (default sapphire-rapids)",
     )
-    r.add_argument("--kernel", default=DEFAULT_KERNEL, help=f"host kernel X.Y (default {DEFAULT_KERNEL})")
+    r.add_argument(
+        "--kernel", type=kernel_version, default=DEFAULT_KERNEL, help=f"host kernel X.Y (default {DEFAULT_KERNEL})"
+    )
     r.add_argument(
         "--vendor",
         choices=VENDORS,
@@ -220,7 +223,12 @@ def register(sub) -> None:
         "pairs at once. Also the largest CPUID every host can take a guest with.",
     )
     f.add_argument("folder", metavar="DIR")
-    f.add_argument("--kernel", default=DEFAULT_KERNEL, help=f"kernel X.Y of the hosts (default {DEFAULT_KERNEL})")
+    f.add_argument(
+        "--kernel",
+        type=kernel_version,
+        default=DEFAULT_KERNEL,
+        help=f"kernel X.Y of the hosts (default {DEFAULT_KERNEL})",
+    )
     f.add_argument("--vendor", choices=VENDORS, default=None, help="vendor module of every host (default per host)")
     f.add_argument("--format", choices=("table", "json", "html"), default="table")
     f.add_argument("-o", "--output", default=None, metavar="FILE", help="write here (atomically) instead of stdout")

@@ -15,7 +15,7 @@ import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cpuidkit._files import data_dir
+from cpuidkit._files import data_dir, path_exists
 from cpuidkit.core.addresses import linear_width_field
 from cpuidkit.core.sources import load
 from cpuidkit.core.sources._common import load_json
@@ -214,9 +214,8 @@ class HostProfile:
             )
         if spec in builtin_hosts():
             return cls.builtin(spec)
-        p = Path(spec)
-        if p.exists():
-            return cls.from_file(p)
+        if path_exists(spec):
+            return cls.from_file(spec)
         raise LookupFailed(
             f"host {spec!r} is neither a built-in host ({', '.join(sorted(builtin_hosts()))}), 'live', nor a file"
         )

@@ -27,6 +27,7 @@ __all__ = [
     "MODELLED_KERNELS",
     "OLDEST",
     "NEWEST",
+    "modelled_kernel",
 ]
 
 
@@ -55,6 +56,25 @@ def parse_version(text: str | tuple[int, int]) -> tuple[int, int]:
     if not m:
         raise InputError(f"kernel version must look like 6.18, got {text!r}", where="kernel")
     return int(m[1]), int(m[2])
+
+
+_RELEASE = re.compile(r"^v?(\d+)\.(\d+)(?:\.\d+)?(?:[-+~][\w.+~-]*)?$")
+
+
+def modelled_kernel(text: str) -> str:
+    """A kernel version as users meet it (``6.12``, ``6.1.170``, ``6.18.44-fc-v1147``) → its modelled ``X.Y``.
+
+    Anything else is an :class:`InputError` listing the modelled kernels: a version outside them is not
+    answered as if it were modelled."""
+    m = _RELEASE.match(str(text).strip())
+    if not m:
+        raise InputError(f"kernel version must look like 6.12 or 6.1.170, got {str(text)[:40]!r}", where="kernel")
+    version = f"{int(m[1])}.{int(m[2])}"
+    if version not in MODELLED_KERNELS:
+        raise InputError(
+            f"kernel {version} is not modelled; modelled kernels: {', '.join(MODELLED_KERNELS)}", where="kernel"
+        )
+    return version
 
 
 def _fmt(v: tuple[int, int]) -> str:

@@ -14,6 +14,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from cpuidkit._files import display_name, read_input_text
 from cpuidkit.core.hosts import HostProfile
 from cpuidkit.core.kernels import DEFAULT_KERNEL
 from cpuidkit.core.sources._common import load_json
@@ -102,11 +103,9 @@ def _u64(v, key, source) -> int:
 
 
 def load_state(path: str | Path) -> VcpuSetup:
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError("no such file", source=str(path)) from None
-    return VcpuSetup.from_dict(load_json(text, str(path)), source=str(path))
+    """A STATE.json, read through the one hardened reader."""
+    name = display_name(path)
+    return VcpuSetup.from_dict(load_json(read_input_text(path), name), source=name)
 
 
 @dataclass(frozen=True)

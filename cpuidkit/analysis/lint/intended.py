@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from cpuidkit._files import display_name, read_input_text
 from cpuidkit.analysis.lint.model import Finding, rules
+from cpuidkit.core.sources._common import load_json
 from cpuidkit.errors import InputError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -45,17 +46,7 @@ def parse_intended(spec, source: str | None = None) -> dict[str, str]:
 
 def load_intended(path: str | Path) -> dict[str, str]:
     """Read an ``--intended`` file: ``{"intended": {"rule" or "rule@field": "note", ...}}``."""
-    p = Path(path)
-    try:
-        doc = json.loads(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError("no such file", source=str(path)) from None
-    except UnicodeDecodeError:
-        raise InputError("not UTF-8 text", source=str(path)) from None
-    except json.JSONDecodeError as e:
-        raise InputError(
-            f"not valid JSON: {e.msg}", source=str(path), where=f"line {e.lineno} column {e.colno}"
-        ) from None
+    doc = load_json(read_input_text(path), display_name(path))
     if not isinstance(doc, dict) or set(doc) - {"intended", "comment"} or not isinstance(doc.get("intended"), dict):
         raise InputError(
             'expected {"intended": {"rule or rule@field": "note", ...}} (and optionally "comment")', source=str(path)

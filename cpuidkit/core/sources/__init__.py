@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from cpuidkit._files import MAX_INPUT_BYTES, atomic_write_text
+from cpuidkit._files import MAX_INPUT_BYTES, atomic_write_text, decode_text, display_name, read_input_bytes
 from cpuidkit.core.sources import cpuid_raw, firecracker, kvm_json, libcpuid, libvirt, proc_cpuinfo
 from cpuidkit.core.table import CpuidTable
 from cpuidkit.errors import InputError
@@ -54,12 +54,6 @@ def detect_format(text: str, name: str | None = None) -> str:
         "a Firecracker fingerprint/template, a libcpuid dump or /proc/cpuinfo",
         source=name,
     )
-
-
-def display_name(path: str | os.PathLike | bytes) -> str:
-    """How a file is named in messages: its path, with control characters and the like escaped (one line)."""
-    name = os.fsdecode(path) if isinstance(path, bytes) else str(path)
-    return name if name.isprintable() else repr(name)[1:-1]
 
 
 def loads(text: str, *, source: str | None = None, cpu: int | None = None, format: str | None = None) -> CpuidTable:
@@ -99,48 +93,17 @@ def loads_bytes(
     """Parse the bytes of a file: UTF-8 text without NUL bytes, at most 16 MiB (what :func:`load` reads)."""
     if len(data) > MAX_INPUT_BYTES:
         raise InputError(f"file is {len(data)} bytes; the limit is {MAX_INPUT_BYTES} (16 MiB)", source=source)
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise InputError(f"not UTF-8 text (byte {e.start}: {data[e.start : e.start + 1]!r})", source=source) from None
-    if "\x00" in text:
-        raise InputError(f"contains a NUL byte at offset {text.index(chr(0))}: not a text dump", source=source)
+    text = decode_text(data, source)
     return loads(text, source=source, cpu=cpu, format=format)
 
 
 def load(path: str | os.PathLike, *, cpu: int | None = None, format: str | None = None) -> CpuidTable:
     """Read a table from a file (format detected from its content).
 
-    At most 16 MiB are read, also from files that do not know their size
-    (``/proc`` files, devices, pipes); every failure is an :class:`InputError`.
+    Read through the one hardened reader (:func:`cpuidkit._files.read_input_bytes`): regular files only
+    (``/proc`` files included), at most 16 MiB; every failure is an :class:`InputError` naming the file.
     """
-    name = display_name(path)
-    try:
-        p = Path(path)
-        if p.is_dir():
-            raise InputError("is a folder, expected a file", source=name)
-        size = p.stat().st_size
-        if size > MAX_INPUT_BYTES:
-            raise InputError(f"file is {size} bytes; the limit is {MAX_INPUT_BYTES} (16 MiB)", source=name)
-        with open(p, "rb") as fh:
-            data = fh.read(MAX_INPUT_BYTES + 1)
-    except InputError:
-        raise
-    except FileNotFoundError:
-        raise InputError("no such file", source=name) from None
-    except PermissionError:
-        raise InputError("permission denied", source=name) from None
-    except IsADirectoryError:
-        raise InputError("is a folder, expected a file", source=name) from None
-    except NotADirectoryError:
-        raise InputError("no such file (a part of the path is not a folder)", source=name) from None
-    except OSError as e:
-        raise InputError(f"cannot read the file: {e.strerror or type(e).__name__}", source=name) from None
-    except (ValueError, TypeError) as e:  # a NUL byte in the name, a path that is not a path
-        raise InputError(f"not a usable file name ({e})", source=name) from None
-    if len(data) > MAX_INPUT_BYTES:
-        raise InputError(f"file is larger than {MAX_INPUT_BYTES} bytes, the limit (16 MiB)", source=name)
-    return loads_bytes(data, source=name, cpu=cpu, format=format)
+    return loads_bytes(read_input_bytes(path), source=display_name(path), cpu=cpu, format=format)
 
 
 def dumps(table: CpuidTable, format: str = "kvm-json") -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 
+from cpuidkit._files import check_json_depth
 from cpuidkit.core.bits import FLAG_SIGNIFICANT_INDEX, U32
 from cpuidkit.core.indexed import function_is_indexed
 from cpuidkit.core.table import CpuidEntry
@@ -64,7 +65,8 @@ _LONG_NUMBER = re.compile(r"\d{" + str(MAX_DIGITS + 1) + ",}")
 
 
 def load_json(text: str, source: str | None):
-    """``json.loads`` with every failure as an InputError naming the line and column."""
+    """``json.loads`` with every failure as an InputError naming the line and column (depth limited first)."""
+    check_json_depth(text, source)
     try:
         return json.loads(text)
     except json.JSONDecodeError as e:
