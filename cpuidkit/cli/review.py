@@ -9,6 +9,7 @@ import base64
 import html
 import io
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -23,6 +24,7 @@ from cpuidkit.cli.guest import load_guest_table
 from cpuidkit.core.hosts import VENDORS
 from cpuidkit.core.kernels import DEFAULT_KERNEL, kernel_profile
 from cpuidkit.core.sources import save
+from cpuidkit.errors import InputError
 from cpuidkit.live import resolve_host
 
 
@@ -161,8 +163,20 @@ each host is given that host's own CPUID; the rules are <code>cpuidkit migrate</
 """
 
 
+def _inside(folder: str, path: str | None) -> bool:
+    if not path:
+        return False
+    return os.path.dirname(os.path.abspath(path)) == os.path.abspath(folder)
+
+
 def _fleet(args) -> int:
     kernel_profile(args.kernel)
+    for option, path in (("-o", args.output), ("--baseline", args.baseline)):
+        if _inside(args.folder, path):
+            raise InputError(
+                f"{option} {path} is inside the host folder {args.folder}: the next run would read it as a host; "
+                "write it elsewhere"
+            )
     progress = terminal_progress()
     hosts = load_hosts(args.folder, progress=progress)
     f = fleet(hosts, kernel=args.kernel, vendor=args.vendor, progress=progress)
