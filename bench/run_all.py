@@ -29,6 +29,8 @@ FIGURES = [
     ("notebooks_total_s", "bench_notebooks", "notebooks_total_s", 60),
     ("import_over_python_ms", "bench_import", "import_over_python_ms", 50),
     ("fleet_1000_s", "bench_fleet", "fleet_1000_s", 2),
+    ("cli_fuzz_tracebacks", "bench_cli_fuzz", "tracebacks", 0),
+    ("cli_fuzz_hangs", "bench_cli_fuzz", "hangs", 0),
 ]
 
 
