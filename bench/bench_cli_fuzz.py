@@ -113,9 +113,12 @@ def attempts(files: dict[str, str], tmp: Path) -> list[tuple[str, list[str]]]:
             ("review TEMPLATE", ["review", f]),
             ("review --host", ["review", g, "--host", f]),
         ]
+        if os.access("/dev/kvm", os.R_OK | os.W_OK):
+            out.append(("live check TABLE", ["live", "check", f]))
     for name, o in outs.items():
         out += [
             ("review -o", ["review", g, "-o", o]),
+            ("live supported -o", ["live", "supported", "-o", o]),
             ("fleet -o", ["fleet", str(DATA / "cpuid-dumps" / "libcpuid"), "-o", o]),
             ("fleet --baseline", ["fleet", str(DATA / "cpuid-dumps" / "libcpuid"), "--baseline", o]),
         ]
