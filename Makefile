@@ -41,13 +41,17 @@ $(VENV)/.test-installed: pyproject.toml | $(BIN)/python
 setup-notebooks: $(VENV)/.notebooks-installed
 setup-test: $(VENV)/.test-installed
 
-# The reference decoder (Debian's `cpuid`) and chromium for the browser tests.
-# Installed with apt-get when missing and we are root; otherwise the tests that
-# need them skip with a message (CI makes them required: see .ci/run).
+# System packages the tests use: the reference decoder (Debian's `cpuid`), chromium for the browser tests,
+# and QEMU, a static busybox and cpio for the kernel lab (Debian's 6.1/6.12 kernels, fetched by apt on
+# first use into ~/.cache/cpuidkit/lab). Installed with apt-get when missing and we are root; otherwise
+# the tests that need them skip with a message (CI makes them required: see .ci/run).
 system-deps:
 	@missing=""; \
 	command -v cpuid >/dev/null 2>&1 || missing="$$missing cpuid"; \
 	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
+	command -v qemu-system-x86_64 >/dev/null 2>&1 || missing="$$missing qemu-system-x86"; \
+	[ -x /bin/busybox ] || missing="$$missing busybox-static"; \
+	command -v cpio >/dev/null 2>&1 || missing="$$missing cpio"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    echo "installing system packages:$$missing"; \
