@@ -52,7 +52,7 @@ def hostile_files(tmp: Path, rng: random.Random) -> dict[str, str]:
     out["missing"] = str(tmp / "missing.json")
     out["long-name"] = str(tmp / ("n" * 300))
     out["newline-name"] = str(tmp / "two\nlines.json")
-    Path(out["newline-name"]).write_text("[{]")
+    Path(out["newline-name"]).write_text("[{]")  # scratch: a hostile input in the bench's own temp folder
     samples = {
         "empty": b"",
         "latin1": b'{"cr4": "\xe9"}',
@@ -67,14 +67,14 @@ def hostile_files(tmp: Path, rng: random.Random) -> dict[str, str]:
     }
     for name, data in samples.items():
         p = tmp / f"{name}.json"
-        p.write_bytes(data)
+        p.write_bytes(data)  # scratch
         out[name] = str(p)
     for i in range(5):  # random bytes flipped in a real dump
         b = bytearray(good.encode())
         for _ in range(rng.randrange(1, 20)):
             b[rng.randrange(len(b))] = rng.randrange(256)
         p = tmp / f"mutant{i}.json"
-        p.write_bytes(bytes(b))
+        p.write_bytes(bytes(b))  # scratch
         out[f"mutant{i}"] = str(p)
     unreadable = tmp / "unreadable.json"
     atomic_write_text(unreadable, good)

@@ -51,6 +51,7 @@ XCR0_MPX = 0b11 << 3
 XCR0_AVX512 = 0b111 << 5
 XCR0_XTILE = 0b11 << 17
 XFEATURE_MASK_EXTEND = ~0b11 & ((1 << 64) - 1)
+MAX_MSR_INDEX = 0xFFFF_FFFF
 
 
 @functools.lru_cache(maxsize=256)
@@ -99,8 +100,26 @@ class SimulatedVcpu:
             errno_name, explanation, rule=rule, source=self.kernel_profile.source(rule), operation=operation
         )
 
-    def _vcpu(self) -> None:
+    def _check_open(self, operation: str) -> None:
+        """Refuse any call after close(), as LiveVcpu does (same class, errno and wording)."""
+        if self.closed:
+            raise KvmError("EBADF", "this SimulatedVcpu is closed; create a new one", operation=operation)
+
+    def _vcpu(self, operation: str) -> None:
+        self._check_open(operation)
         self._vcpu_created = True
+
+    @staticmethod
+    def _check_msr(index: int, value: int | None = None) -> None:
+        """MSR indices are 32-bit and values 64-bit: refused as LiveVcpu refuses them (InputError naming the field)."""
+        if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index <= MAX_MSR_INDEX:
+            shown = f"{index:#x}" if isinstance(index, int) else type(index).__name__
+            raise InputError(
+                f"an MSR index must be an integer in 0..{MAX_MSR_INDEX:#x}, got {shown}", where="msr index"
+            )
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 1 << 64):
+            shown = f"{value:#x}" if isinstance(value, int) else type(value).__name__
+            raise InputError(f"MSR value must be unsigned 64-bit, got {shown}", where=f"msr {index:#x} value")
 
     def _runtime(self, entries: list[CpuidEntry]) -> list[CpuidEntry]:
         entries = apply_runtime(
@@ -126,7 +145,7 @@ class SimulatedVcpu:
         k = self.kernel_profile
         if not isinstance(table, CpuidTable):
             table = CpuidTable(table)
-        self._vcpu()
+        self._vcpu(op)
         limit = k.number("max_cpuid_entries")
         if len(table) > limit:
             raise self._err(
@@ -233,7 +252,7 @@ class SimulatedVcpu:
     # -- KVM_GET_CPUID2 ---------------------------------------------------------
     def get_cpuid(self, nent: int | None = None) -> CpuidTable:
         """KVM_GET_CPUID2: the stored table with runtime fields applied; E2BIG if ``nent`` is too small."""
-        self._vcpu()
+        self._vcpu("KVM_GET_CPUID2")
         if nent is not None and nent < len(self._stored):
             raise self._err(
                 "E2BIG",
@@ -248,8 +267,8 @@ class SimulatedVcpu:
     # -- runtime triggers -----------------------------------------------------------
     def set_cr4(self, value: int) -> None:
         """KVM_SET_SREGS with a new CR4: refused with EINVAL if a bit is reserved; OSXSAVE/PKE toggles update CPUID."""
-        self._vcpu()
         op = "KVM_SET_SREGS"
+        self._vcpu(op)
         if not 0 <= value < 1 << 64:
             raise InputError(f"CR4 must be a 64-bit value, got {value:#x}")
         ok = vendor_cr4_valid(self.vendor, value, self.host)
@@ -274,7 +293,7 @@ class SimulatedVcpu:
 
     def set_xcr0(self, value: int) -> None:
         """KVM_SET_XCRS with one XCR0 entry (``__kvm_set_xcr``): EINVAL on any rule, state unchanged."""
-        self._vcpu()
+        self._vcpu("KVM_SET_XCRS")
         why = self.xcr0_violation(value)
         if why:
             raise self._err("EINVAL", "xcr0_rules", why, "KVM_SET_XCRS")
@@ -309,13 +328,14 @@ class SimulatedVcpu:
         return None
 
     def get_xcr0(self) -> int:
-        self._vcpu()
+        self._vcpu("KVM_GET_XCRS")
         return self.state.xcr0
 
     def set_msr(self, index: int, value: int) -> None:
         """KVM_SET_MSRS (host-initiated) for IA32_APIC_BASE, IA32_MISC_ENABLE and IA32_XSS."""
-        self._vcpu()
         op = "KVM_SET_MSRS"
+        self._vcpu(op)
+        self._check_msr(index, value)
         if index == MSR_IA32_APICBASE:
             leaf1 = self._stored.get(1)
             has_x2apic = bool(leaf1 and leaf1.ecx >> 21 & 1)
@@ -402,7 +422,8 @@ class SimulatedVcpu:
         return None
 
     def get_msr(self, index: int) -> int:
-        self._vcpu()
+        self._vcpu("KVM_GET_MSRS")
+        self._check_msr(index)
         if index == MSR_IA32_APICBASE:
             return self.state.apic_base
         if index == MSR_IA32_MISC_ENABLE:
@@ -414,12 +435,14 @@ class SimulatedVcpu:
     # -- VM-level capabilities --------------------------------------------------------
     def disable_quirk(self, name: str) -> None:
         """KVM_CAP_DISABLE_QUIRKS2: no runtime update happens until the next trigger."""
+        self._check_open("KVM_ENABLE_CAP")
         if name not in QUIRKS:
             raise InputError(f"unknown quirk {name!r}; known: {', '.join(QUIRKS)}")
         self.state.quirks_disabled.add(name)
 
     def disable_hlt_exits(self) -> None:
         """KVM_CAP_X86_DISABLE_EXITS(HLT): refused once a vCPU exists, where the kernel refuses it."""
+        self._check_open("KVM_ENABLE_CAP")
         if self._vcpu_created and self.kernel_profile.flag("disable_exits_after_vcpu_rejected"):
             raise self._err(
                 "EINVAL",
@@ -431,6 +454,7 @@ class SimulatedVcpu:
 
     def grant_xfeature_permission(self, mask: int) -> None:
         """arch_prctl(ARCH_REQ_XCOMP_GUEST_PERM): only features the host supports can be granted."""
+        self._check_open("ARCH_REQ_XCOMP_GUEST_PERM")
         for bit in range(2, 64):
             if not mask >> bit & 1:
                 continue
@@ -446,7 +470,7 @@ class SimulatedVcpu:
 
     def run(self) -> None:
         """KVM_RUN: the vCPU has now entered the guest (this turns on the post-run SET_CPUID2 rule)."""
-        self._vcpu()
+        self._vcpu("KVM_RUN")
         self.has_run = True
 
     # -- views ------------------------------------------------------------------------

@@ -15,7 +15,7 @@ same :class:`~cpuidkit.KvmError` (errno name, explanation) ``LiveVcpu`` raises.
 
 from __future__ import annotations
 
-from cpuidkit import CpuidkitError, KvmUnavailable
+from cpuidkit.errors import CpuidkitError, KvmUnavailable
 
 __all__ = ["LabUnavailable", "LabError"]
 

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import json
 
-from cpuidkit import CpuidEntry, CpuidTable, InputError, KvmError, KvmUnavailable
+from cpuidkit.core.table import CpuidEntry, CpuidTable
+from cpuidkit.errors import InputError, KvmError, KvmUnavailable
 
 PORT_NAME = "cpuidkit.agent"  # the virtserialport name; the guest finds it in /sys/class/virtio-ports
 

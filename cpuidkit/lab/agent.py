@@ -32,7 +32,7 @@ import sys
 import time
 import traceback
 
-from cpuidkit import KvmError
+from cpuidkit.errors import KvmError
 from cpuidkit.lab import _protocol as proto
 from cpuidkit.live import LiveVcpu, host_cpuid_table, kvm_capabilities, supported_cpuid, xfeature_permissions
 from cpuidkit.live._sys import detect_vendor, kernel_version

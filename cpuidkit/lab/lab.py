@@ -26,13 +26,15 @@ import time
 from pathlib import Path
 
 import cpuidkit
-from cpuidkit import CpuidkitError, CpuidTable
+from cpuidkit.core.table import CpuidTable
+from cpuidkit.errors import CpuidkitError
 from cpuidkit.lab import _protocol as proto
 from cpuidkit.lab._errors import LabError, LabUnavailable
 from cpuidkit.lab.initramfs import ensure_initramfs, find_busybox, find_cpio
 from cpuidkit.lab.kernels import KernelBuild, _locked, cache_root, ensure_kernel
 from cpuidkit.lab.qemu import QemuGuest, find_qemu
 from cpuidkit.lab.vcpu import LabVcpu
+from cpuidkit.live.vcpu import run_seconds
 
 __all__ = ["KernelLab", "DEFAULT_CPU", "missing_requirements"]
 
@@ -309,7 +311,7 @@ class KernelLab:
     # -- what the kernel offers ------------------------------------------------------
     def vcpu(self, *, run_timeout: float | None = None) -> LabVcpu:
         """A new :class:`~cpuidkit.lab.LabVcpu`: a VM with one vCPU in the guest (KVM_CREATE_VM)."""
-        kwargs = {} if run_timeout is None else {"run_timeout": float(run_timeout)}
+        kwargs = {} if run_timeout is None else {"run_timeout": run_seconds(run_timeout, "run_timeout")}
         attrs = self.request("vcpu.new", kwargs=kwargs)
         return LabVcpu(self, attrs)
 

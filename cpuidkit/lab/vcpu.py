@@ -9,7 +9,9 @@ answered.  Tables come back with that package in their ``source``.
 
 from __future__ import annotations
 
-from cpuidkit import CpuidTable, KvmError
+from cpuidkit.core.table import CpuidTable
+from cpuidkit.errors import KvmError
+from cpuidkit.live.vcpu import run_seconds
 
 __all__ = ["LabVcpu"]
 
@@ -125,7 +127,7 @@ class LabVcpu:
     def run(self, timeout: float | None = None, *, code: bytes | None = None) -> None:
         """KVM_RUN of the real-mode ``hlt`` guest (or ``code``), as :meth:`cpuidkit.live.LiveVcpu.run`."""
         kwargs = {} if code is None else {"code": bytes(code)}
-        self._call("run", timeout, **kwargs)
+        self._call("run", None if timeout is None else run_seconds(timeout, "timeout"), **kwargs)
 
     # -- beyond the protocol (as LiveVcpu) ------------------------------------------------
     def supported_cpuid(self) -> CpuidTable:

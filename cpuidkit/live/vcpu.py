@@ -11,17 +11,29 @@ The VM is created by the constructor; the vCPU on the first vCPU-level call,
 so VM-wide settings that KVM only accepts before any vCPU exists
 (``disable_hlt_exits()``) can still be made.  Every failed ioctl raises
 :class:`~cpuidkit.KvmError` carrying the errno name and an explanation.
+
+Threads: every call holds the object's lock, so calls from several threads
+take turns (the vCPU is created once, by whichever call comes first), and
+``close()`` from any thread interrupts a running :meth:`LiveVcpu.run` at once,
+waits for it, and only then unmaps and closes anything.  :meth:`LiveVcpu.run`
+is bounded without timers: a watchdog thread sets ``kvm_run.immediate_exit``
+and kicks the vCPU thread with ``SIGURG`` (``KICK_SIGNAL``), whose handler is
+installed only while a guest runs.
 """
 
 from __future__ import annotations
 
 import ctypes
 import errno as _errno
+import functools
+import math
+import numbers
 import os
 import signal
 import struct
 import threading
-import time
+from collections.abc import Callable
+from typing import Concatenate, ParamSpec, TypeVar
 
 from cpuidkit.core.addresses import linear_width_of
 from cpuidkit.core.table import CpuidEntry, CpuidTable
@@ -51,6 +63,10 @@ GUEST_MEM_SIZE = 0x10000  # 64 KiB at GPA 0
 GUEST_ENTRY = 0x1000
 HLT = 0xF4
 DEFAULT_RUN_TIMEOUT = 2.0  # seconds
+MAX_RUN_TIMEOUT = 3600.0  # seconds: a bound on one run(), so a typo cannot park a thread for days
+KICK_SIGNAL = signal.SIGURG  # interrupts KVM_RUN; its default action is to ignore it, so a stray one is harmless
+KICK_INTERVAL = 0.05  # seconds between kicks until KVM_RUN has returned
+MAX_MSR_INDEX = 0xFFFF_FFFF
 
 _ENTRY = struct.Struct("<7I12x")  # struct kvm_cpuid_entry2 without its padding
 
@@ -100,19 +116,221 @@ def _read_vcpu_cpuid2(fd: int, source: str = "KVM_GET_CPUID2") -> CpuidTable:
     return _table_from(buf, lo, source)
 
 
+def run_seconds(value: object, where: str) -> float:
+    """``value`` as a run timeout in seconds: a finite number, more than 0 and at most MAX_RUN_TIMEOUT."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise InputError(f"the run timeout must be a number of seconds, got {type(value).__name__}", where=where)
+    try:
+        seconds = float(value)
+        shown = f"{seconds:g}"
+    except (OverflowError, ValueError):
+        seconds, shown = math.inf, "a number too large for a float"
+    if not (math.isfinite(seconds) and 0 < seconds <= MAX_RUN_TIMEOUT):
+        raise InputError(
+            f"the run timeout must be a finite number of seconds, more than 0 and at most {MAX_RUN_TIMEOUT:g}, "
+            f"got {shown}",
+            where=where,
+        )
+    return seconds
+
+
+def _check_msr_index(index: object) -> int:
+    if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index <= MAX_MSR_INDEX:
+        shown = f"{index:#x}" if isinstance(index, int) else type(index).__name__
+        raise InputError(f"an MSR index must be an integer in 0..{MAX_MSR_INDEX:#x}, got {shown}", where="msr index")
+    return index
+
+
+def _on_kick(signum: int, frame: object) -> None:
+    """KICK_SIGNAL's Python handler while a guest runs: nothing to do, the signal only interrupts KVM_RUN."""
+
+
+def _set_handler(signum: int, handler) -> None:
+    """``signal.signal(signum, handler)``, made even when a pending signal's handler raises.
+
+    ``signal.signal`` first runs the Python handlers of signals already
+    received, and when one raises (Ctrl-C's KeyboardInterrupt) it returns
+    without changing anything; the change is tried again and the first such
+    exception raised afterwards.
+    """
+    raised: BaseException | None = None
+    for _ in range(8):
+        try:
+            signal.signal(signum, handler)
+            break
+        except BaseException as e:  # noqa: BLE001 - re-raised below, once the handler is set
+            if raised is None:
+                raised = e
+    if raised is not None:
+        raise raised
+
+
+class _Kick:
+    """KICK_SIGNAL's handler, installed while any run() needs it and then given back.
+
+    Only the main thread may change a signal handler.  A run() on the main
+    thread installs ``_on_kick`` (unless a run already did) and the last run to
+    end on the main thread restores the handler it replaced.  A run() on
+    another thread needs a Python handler to be there already (the main
+    thread's own, or ours while a main-thread run lasts, which is then kept
+    until that run() ends, or until the next main-thread run ends if a
+    thread's run() ends last: ``_on_kick`` refers to nothing that can be freed).
+    """
+
+    def __init__(self, signum: int):
+        self.signum = signum
+        self._lock = threading.RLock()  # re-entrant: signal.signal may run a handler that calls run()
+        self._users = 0
+        self._ours = False  # _on_kick is installed, by us
+        self._saved: object = None  # the handler it replaced
+
+    def check(self, on_main: bool) -> None:
+        """Raise a clear KvmError if a run() in this thread could not be interrupted; change nothing."""
+        name = signal.Signals(self.signum).name
+        if self.signum in signal.pthread_sigmask(signal.SIG_BLOCK, []):
+            raise KvmError(
+                "EOPNOTSUPP",
+                f"{name}, the signal that interrupts KVM_RUN when the guest does not halt, is blocked in this "
+                "thread (pthread_sigmask); unblock it to run a guest here",
+                operation="KVM_RUN",
+            )
+        with self._lock:
+            current = None if self._ours else signal.getsignal(self.signum)
+            if self._ours or callable(current):
+                return
+            if current is None:
+                raise KvmError(
+                    "EOPNOTSUPP",
+                    f"{name}, the signal that interrupts KVM_RUN when the guest does not halt, has a handler "
+                    "installed outside Python, which cpuidkit could neither use nor give back",
+                    operation="KVM_RUN",
+                )
+            if not on_main:
+                raise KvmError(
+                    "EOPNOTSUPP",
+                    f"run() outside the main thread needs a Python handler for {name}, the signal that interrupts "
+                    "KVM_RUN when the guest does not halt, and only the main thread can install one: call "
+                    f"signal.signal(signal.{name}, lambda *_: None) in the main thread first, or call run() from "
+                    "the main thread",
+                    operation="KVM_RUN",
+                )
+
+    def acquire(self, on_main: bool) -> None:
+        with self._lock:
+            self.check(on_main)
+            if on_main and not self._ours:
+                current = signal.getsignal(self.signum)
+                try:
+                    _set_handler(self.signum, _on_kick)
+                except BaseException:  # a pending handler raised (Ctrl-C) after the change: undo it
+                    _set_handler(self.signum, current)
+                    raise
+                self._saved, self._ours = current, True
+            self._users += 1
+
+    def release(self, on_main: bool) -> None:
+        with self._lock:
+            self._users -= 1
+            if self._users or not self._ours or not on_main:
+                return
+            saved, self._saved, self._ours = self._saved, None, False
+            _set_handler(self.signum, saved)
+
+
+_KICK = _Kick(KICK_SIGNAL)
+
+
+class _Watchdog:
+    """Ends one KVM_RUN from its own thread: after ``limit`` seconds, or at once on :meth:`interrupt`.
+
+    It sets ``immediate_exit`` (a KVM_RUN about to start returns at once) and
+    kicks the vCPU thread with KICK_SIGNAL (a running one returns EINTR), every
+    KICK_INTERVAL until :meth:`stop`, which waits for it: nothing touches the
+    kvm_run page once ``stop()`` has returned.
+    """
+
+    def __init__(self, run: _abi.kvm_run, limit: float):
+        self.fired = False  # the limit passed, or interrupt() was called
+        self._run = run
+        self._limit = limit
+        self._target = threading.get_ident()
+        self._wake = threading.Event()
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="cpuidkit-kvm-run-watchdog", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def interrupt(self) -> None:
+        self._wake.set()
+
+    def stop(self) -> None:
+        """Stop kicking and wait for the thread, even through Ctrl-C (raised once it has ended)."""
+        self._done.set()
+        self._wake.set()
+        if self._thread.ident is None:  # never started
+            return
+        raised: BaseException | None = None
+        while True:
+            try:
+                self._thread.join()
+                break
+            except BaseException as e:  # noqa: BLE001 - re-raised below, once the thread has ended
+                if raised is None:
+                    raised = e
+        if raised is not None:
+            raise raised
+
+    def _watch(self) -> None:
+        self._wake.wait(self._limit)
+        while not self._done.is_set():
+            self.fired = True
+            self._run.immediate_exit = 1
+            signal.pthread_kill(self._target, KICK_SIGNAL)
+            self._done.wait(KICK_INTERVAL)
+
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _serialized(method: Callable[Concatenate[LiveVcpu, _P], _R]) -> Callable[Concatenate[LiveVcpu, _P], _R]:
+    """Run ``method`` holding the vCPU's lock; the outermost call out releases a vCPU closed meanwhile."""
+
+    @functools.wraps(method)
+    def call(self: LiveVcpu, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        with self._lock:
+            self._depth += 1
+            try:
+                return method(self, *args, **kwargs)
+            finally:
+                self._depth -= 1
+                if not self._depth and self._closed:
+                    self._release()
+
+    return call
+
+
 class LiveVcpu:
     """A VM and one vCPU on ``device`` (``/dev/kvm``), driven by real ioctls.
 
     ``kernel`` is the running kernel's ``X.Y``; ``vendor`` the KVM vendor in
     use (``"vmx"``, ``"svm"`` or ``"pvm"``), ``vendor_module`` its module and
     ``vendor_note`` why that one was chosen when several are present.
-    ``run_timeout`` bounds each :meth:`run` (seconds).
+    ``run_timeout`` bounds each :meth:`run` (seconds; more than 0, at most
+    ``MAX_RUN_TIMEOUT``, 3600).
+
+    Every method holds the object's lock while it works, so threads may share
+    one ``LiveVcpu``; :meth:`close` may be called from any thread at any time.
     """
 
     kernel: str
     vendor: str
 
     def __init__(self, device: str = "/dev/kvm", *, run_timeout: float = DEFAULT_RUN_TIMEOUT):
+        self._lock = threading.RLock()  # held by every call; re-entrant: calls make calls (set_cr4, run)
+        self._depth = 0  # calls in progress, all in the thread holding the lock
+        self._watchdog: _Watchdog | None = None  # the running KVM_RUN's, for close()
         self._kvm_fd = -1
         self._vm_fd = -1
         self._vcpu_fd = -1
@@ -125,7 +343,7 @@ class LiveVcpu:
         self._has_run = False
         self._hlt_exits_disabled = False
         self.device = device
-        self.run_timeout = float(run_timeout)
+        self.run_timeout = run_seconds(run_timeout, "run_timeout")
         self.kernel = kernel_version()
         vendor, module, note = detect_vendor()
         self.vendor = vendor or "unknown"
@@ -152,8 +370,24 @@ class LiveVcpu:
             pass
 
     def close(self) -> None:
-        """Close every fd and unmap all memory; calling it again does nothing."""
+        """Close every fd and unmap all memory; calling it again does nothing.
+
+        Safe from any thread: a :meth:`run` in progress is interrupted at once
+        (it raises the same ``EBADF`` error as any call on a closed vCPU) and
+        any call in progress finishes before anything is released.  Called by
+        the thread that is itself inside a call (from a signal handler), it
+        leaves the release to that call's end.
+        """
         self._closed = True
+        watchdog = self._watchdog
+        if watchdog is not None:
+            watchdog.interrupt()
+        with self._lock:
+            if not self._depth:
+                self._release()
+
+    def _release(self) -> None:
+        """Unmap and close everything; only with the lock held and no call in progress."""
         self._run = None
         if self._run_addr:
             addr, self._run_addr = self._run_addr, 0
@@ -203,12 +437,14 @@ class LiveVcpu:
         return self._vm_fd
 
     def _vcpu(self, operation: str) -> int:
-        self._check_open(operation)
-        if self._vcpu_fd < 0:
-            self._vcpu_fd = ioctl(self._vm_fd, _abi.KVM_CREATE_VCPU, 0)
-        return self._vcpu_fd
+        with self._lock:  # two threads' first calls create one vCPU
+            self._check_open(operation)
+            if self._vcpu_fd < 0:
+                self._vcpu_fd = ioctl(self._vm_fd, _abi.KVM_CREATE_VCPU, 0)
+            return self._vcpu_fd
 
     # -- CPUID ------------------------------------------------------------------
+    @_serialized
     def set_cpuid(self, table: CpuidTable) -> None:
         """KVM_SET_CPUID2 with ``table`` (sent as is, even above 256 entries: KVM decides)."""
         if not isinstance(table, CpuidTable):
@@ -259,11 +495,13 @@ class LiveVcpu:
             source="arch/x86/kvm/cpuid.c kvm_vcpu_ioctl_set_cpuid2",
         )
 
+    @_serialized
     def get_cpuid(self) -> CpuidTable:
         """KVM_GET_CPUID2: the table the vCPU really holds (exactly its entries, see _read_vcpu_cpuid2)."""
         fd = self._vcpu("KVM_GET_CPUID2")
         return _read_vcpu_cpuid2(fd)
 
+    @_serialized
     def supported_cpuid(self) -> CpuidTable:
         """KVM_GET_SUPPORTED_CPUID on the system fd."""
         self._check_open("KVM_GET_SUPPORTED_CPUID")
@@ -271,6 +509,7 @@ class LiveVcpu:
             self._kvm_fd, _abi.KVM_GET_SUPPORTED_CPUID, _abi.KVM_MAX_CPUID_ENTRIES, "KVM_GET_SUPPORTED_CPUID"
         )
 
+    @_serialized
     def emulated_cpuid(self) -> CpuidTable:
         """KVM_GET_EMULATED_CPUID on the system fd."""
         self._check_open("KVM_GET_EMULATED_CPUID")
@@ -278,22 +517,27 @@ class LiveVcpu:
             self._kvm_fd, _abi.KVM_GET_EMULATED_CPUID, _abi.KVM_MAX_CPUID_ENTRIES, "KVM_GET_EMULATED_CPUID"
         )
 
+    @_serialized
     def check_extension(self, cap: int) -> int:
         """KVM_CHECK_EXTENSION on the VM fd (0 when the capability is absent)."""
         return ioctl(self._vm("KVM_CHECK_EXTENSION"), _abi.KVM_CHECK_EXTENSION, cap)
 
     # -- registers ------------------------------------------------------------------
+    @_serialized
     def get_sregs(self) -> _abi.kvm_sregs:
         sregs = _abi.kvm_sregs()
         ioctl(self._vcpu("KVM_GET_SREGS"), _abi.KVM_GET_SREGS, sregs)
         return sregs
 
+    @_serialized
     def set_sregs(self, sregs: _abi.kvm_sregs, detail: str | None = None) -> None:
         ioctl(self._vcpu("KVM_SET_SREGS"), _abi.KVM_SET_SREGS, sregs, detail=detail)
 
+    @_serialized
     def get_sregs_cr4(self) -> int:
         return self.get_sregs().cr4
 
+    @_serialized
     def set_cr4(self, value: int) -> None:
         """KVM_GET_SREGS, replace CR4, KVM_SET_SREGS."""
         if not 0 <= value < (1 << 64):
@@ -302,11 +546,13 @@ class LiveVcpu:
         sregs.cr4 = value
         self.set_sregs(sregs, detail=f"CR4={value:#x}")
 
+    @_serialized
     def get_regs(self) -> _abi.kvm_regs:
         regs = _abi.kvm_regs()
         ioctl(self._vcpu("KVM_GET_REGS"), _abi.KVM_GET_REGS, regs)
         return regs
 
+    @_serialized
     def set_xcr0(self, value: int) -> None:
         """KVM_SET_XCRS with one entry: XCR0 = ``value``."""
         if not 0 <= value < (1 << 64):
@@ -317,6 +563,7 @@ class LiveVcpu:
         xcrs.xcrs[0].value = value
         ioctl(self._vcpu("KVM_SET_XCRS"), _abi.KVM_SET_XCRS, xcrs, detail=f"XCR0={value:#x}")
 
+    @_serialized
     def get_xcr0(self) -> int:
         xcrs = _abi.kvm_xcrs()
         ioctl(self._vcpu("KVM_GET_XCRS"), _abi.KVM_GET_XCRS, xcrs)
@@ -325,10 +572,14 @@ class LiveVcpu:
                 return xcrs.xcrs[i].value
         raise KvmError("ENOENT", "KVM_GET_XCRS returned no XCR0 entry", operation="KVM_GET_XCRS")
 
+    @_serialized
     def set_msr(self, index: int, value: int) -> None:
-        """KVM_SET_MSRS (host-initiated) of one MSR."""
-        if not 0 <= value < (1 << 64):
-            raise InputError(f"MSR value must be unsigned 64-bit, got {value:#x}", where=f"msr {index:#x}")
+        """KVM_SET_MSRS (host-initiated) of one MSR: ``index`` in 0..0xFFFFFFFF, ``value`` unsigned 64-bit."""
+        self._check_open("KVM_SET_MSRS")
+        _check_msr_index(index)
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < (1 << 64):
+            shown = f"{value:#x}" if isinstance(value, int) else type(value).__name__
+            raise InputError(f"MSR value must be unsigned 64-bit, got {shown}", where=f"msr {index:#x} value")
         msrs = _abi.kvm_msrs_1()
         msrs.nmsrs = 1
         msrs.entries[0].index = index
@@ -342,7 +593,11 @@ class LiveVcpu:
                 operation="KVM_SET_MSRS",
             )
 
+    @_serialized
     def get_msr(self, index: int) -> int:
+        """KVM_GET_MSRS of one MSR, ``index`` in 0..0xFFFFFFFF."""
+        self._check_open("KVM_GET_MSRS")
+        _check_msr_index(index)
         msrs = _abi.kvm_msrs_1()
         msrs.nmsrs = 1
         msrs.entries[0].index = index
@@ -362,6 +617,7 @@ class LiveVcpu:
         ec.args[0] = arg0
         ioctl(self._vm("KVM_ENABLE_CAP"), _abi.KVM_ENABLE_CAP, ec, operation="KVM_ENABLE_CAP", detail=detail, key=name)
 
+    @_serialized
     def disable_quirk(self, name: str) -> None:
         """KVM_ENABLE_CAP(KVM_CAP_DISABLE_QUIRKS2) with one quirk from ``QUIRKS``."""
 
@@ -375,6 +631,7 @@ class LiveVcpu:
             f"KVM_CAP_DISABLE_QUIRKS2 {key} ({QUIRKS[key]:#x})",
         )
 
+    @_serialized
     def disable_hlt_exits(self) -> None:
         """KVM_ENABLE_CAP(KVM_CAP_X86_DISABLE_EXITS, HLT) on the VM.
 
@@ -389,12 +646,14 @@ class LiveVcpu:
         )
         self._hlt_exits_disabled = True
 
+    @_serialized
     def grant_xfeature_permission(self, mask: int) -> None:
         """arch_prctl(ARCH_REQ_XCOMP_GUEST_PERM, bit) for each set bit >= 2 of ``mask``.
 
         The permission is per process and must be requested before the
         process creates its first vCPU.
         """
+        self._check_open("ARCH_REQ_XCOMP_GUEST_PERM")
         if mask < 0:
             raise InputError(f"xfeature mask must be non-negative, got {mask}", where="mask")
         for bit in range(2, mask.bit_length()):
@@ -435,25 +694,40 @@ class LiveVcpu:
         regs.rflags = 0x2
         ioctl(fd, _abi.KVM_SET_REGS, regs)
 
+    @_serialized
     def run(self, timeout: float | None = None, *, code: bytes = bytes([HLT])) -> None:
         """Run a real-mode guest whose only instruction (at 0x1000) is ``hlt``.
 
         Returns when KVM reports KVM_EXIT_HLT.  Any other exit raises
         :class:`KvmError` naming it; a guest that has not halted after
-        ``timeout`` seconds (default ``run_timeout``) is stopped with a
-        SIGALRM timer and reported as ``ETIMEDOUT``.  Each call starts again
-        at 0x1000.  ``code`` replaces the guest program (16-bit real-mode
-        machine code, at most 4 KiB), e.g. ``b"\\xeb\\xfe"`` (``jmp $``) to see the timeout.
+        ``timeout`` seconds (default ``run_timeout``; a finite number more
+        than 0 and at most ``MAX_RUN_TIMEOUT``, 3600, else :class:`InputError`)
+        is stopped and reported as ``ETIMEDOUT``.  Each call starts again at
+        0x1000.  ``code`` replaces the guest program (16-bit real-mode machine
+        code, at most 4 KiB), e.g. ``b"\\xeb\\xfe"`` (``jmp $``) to see the timeout.
+
+        KVM_RUN is stopped by a watchdog thread that sets ``immediate_exit``
+        and kicks this thread with ``KICK_SIGNAL`` (SIGURG); no timer and no
+        SIGALRM are used.  On the main thread a do-nothing handler for it is
+        installed for the duration of KVM_RUN and the previous one put back.
+        Another thread cannot install handlers, so there ``run()`` needs a
+        Python handler for SIGURG to be in place already (e.g.
+        ``signal.signal(signal.SIGURG, lambda *_: None)`` in the main thread;
+        it is called in the main thread once per kick), and otherwise raises
+        ``EOPNOTSUPP`` before running anything.  :meth:`close` from another
+        thread interrupts the guest at once; this call then raises ``EBADF``.
         """
+        self._check_open("KVM_RUN")
+        limit = run_seconds(*((self.run_timeout, "run_timeout") if timeout is None else (timeout, "timeout")))
         code = bytes(code)
         if not 0 < len(code) <= 0x1000:
             raise InputError(f"guest code must be 1..4096 bytes, got {len(code)}", where="code")
+        on_main = threading.current_thread() is threading.main_thread()
+        _KICK.check(on_main)  # refuse before changing anything if this thread's KVM_RUN could not be stopped
         self._setup_run(code)
-        limit = self.run_timeout if timeout is None else float(timeout)
         run = self._run
         assert run is not None  # _setup_run() maps the kvm_run page
-        fd = self._vcpu_fd
-        timed_out = self._run_bounded(fd, run, limit)
+        timed_out = self._run_bounded(self._vcpu_fd, run, limit, on_main)
         if timed_out:
             why = (
                 "the guest program given does not halt"
@@ -467,7 +741,7 @@ class LiveVcpu:
             )
             raise KvmError(
                 "ETIMEDOUT",
-                f"the guest did not halt within {limit:g} s, so KVM_RUN was interrupted with a timer signal "
+                f"the guest did not halt within {limit:g} s, so KVM_RUN was interrupted with a signal "
                 f"(KVM_EXIT_INTR); likely cause: {why}",
                 operation="KVM_RUN",
             )
@@ -476,64 +750,34 @@ class LiveVcpu:
             return None
         raise KvmError("EIO", self._describe_exit(run), operation="KVM_RUN")
 
-    def _run_bounded(self, fd: int, run: _abi.kvm_run, limit: float) -> bool:
-        """KVM_RUN until it returns something other than a stray EINTR; True if it timed out."""
-        started = time.monotonic()
-        deadline = started + limit
-        on_main = threading.current_thread() is threading.main_thread()
+    def _run_bounded(self, fd: int, run: _abi.kvm_run, limit: float, on_main: bool) -> bool:
+        """KVM_RUN until it returns something other than a stray EINTR; True if it timed out.
 
-        def _on_alarm(signum, frame):  # runs between bytecodes: stop a KVM_RUN about to start
-            run.immediate_exit = 1
-
-        watchdog = None
-        if on_main:
-            old_handler = signal.signal(signal.SIGALRM, _on_alarm)
-            # fire at the deadline, then every 50 ms in case one signal lands just before KVM_RUN starts
-            old_timer = signal.setitimer(signal.ITIMER_REAL, max(limit, 0.001), 0.05)
-        else:
-            handler = signal.getsignal(signal.SIGALRM)
-            if not callable(handler):
-                raise KvmError(
-                    "EOPNOTSUPP",
-                    "run() outside the main thread needs a Python SIGALRM handler to be installed (by the main "
-                    "thread) so a guest that does not halt can be interrupted; call run() from the main thread",
-                    operation="KVM_RUN",
-                )
-            stop = threading.Event()
-            target = threading.get_ident()
-
-            def _kick():
-                if stop.wait(limit):
-                    return
-                while not stop.is_set():
-                    run.immediate_exit = 1
-                    signal.pthread_kill(target, signal.SIGALRM)
-                    stop.wait(0.05)
-
-            watchdog = threading.Thread(target=_kick, name="cpuidkit-kvm-run-watchdog", daemon=True)
-            watchdog.start()
+        Raises the closed-vCPU error when :meth:`close` interrupted it.  The
+        kick handler is installed just before the watchdog starts and given
+        back after it has stopped, in ``finally``.
+        """
+        watchdog = _Watchdog(run, limit)
+        _KICK.acquire(on_main)
+        self._watchdog = watchdog
         try:
+            watchdog.start()
             while True:
-                ret = ioctl(fd, _abi.KVM_RUN)
-                if ret == -_errno.EINTR:
-                    if time.monotonic() >= deadline:
-                        return True
-                    run.immediate_exit = 0
-                    continue  # another signal (its Python handler runs after this returns)
-                return False
+                self._check_open("KVM_RUN")  # close() from another thread: no (further) KVM_RUN
+                if ioctl(fd, _abi.KVM_RUN) != -_errno.EINTR:
+                    return False
+                if watchdog.fired:  # the limit passed, or close() interrupted it
+                    self._check_open("KVM_RUN")
+                    return True
+                run.immediate_exit = 0  # another signal (its Python handler runs after this returns)
         finally:
-            if on_main:
-                signal.setitimer(signal.ITIMER_REAL, 0)
-                signal.signal(signal.SIGALRM, old_handler)
-                if old_timer[0] > 0:  # give back someone else's timer, minus the time spent here
-                    left = old_timer[0] - (time.monotonic() - started)
-                    signal.setitimer(signal.ITIMER_REAL, max(left, 1e-6), old_timer[1])
-            else:
-                stop.set()
-                assert watchdog is not None  # started above whenever not on the main thread
-                watchdog.join()
-            run.immediate_exit = 0
-            self._has_run = True
+            try:
+                watchdog.stop()  # joined: nothing writes to the kvm_run page any more
+            finally:
+                self._watchdog = None
+                run.immediate_exit = 0
+                self._has_run = True
+                _KICK.release(on_main)
 
     @staticmethod
     def _describe_exit(run: _abi.kvm_run) -> str:
