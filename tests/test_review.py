@@ -9,23 +9,25 @@ import re
 import pytest
 from conftest import DUMPS, ROOT, firecracker_dumps
 
+from cpuidkit._files import read_csv
 from cpuidkit.analysis import figures
 from cpuidkit.analysis.review import (
     FORMATS,
-    GENERAL,
-    NOT_ABOUT_THE_TABLE,
-    RELEVANCE,
+    REVIEW_CLASSES,
     changing_behaviours,
+    notes,
     render,
     render_html,
     render_html_fragment,
     render_json,
     render_markdown,
     review,
+    review_class,
 )
 from cpuidkit.cli.main import main
+from cpuidkit.core import kernels
 from cpuidkit.core.hosts import HostProfile, builtin_hosts
-from cpuidkit.core.kernels import all_behaviour_ids
+from cpuidkit.core.kernels import all_behaviour_ids, behaviour_classes
 from cpuidkit.core.sources import load
 from cpuidkit.errors import InputError
 from cpuidkit.live import host_profile
@@ -210,14 +212,67 @@ def test_a_pool_adds_the_migration_section():
     assert "pool" not in plain.data and "## 8." not in render_markdown(plain)
 
 
-def test_every_changing_behaviour_is_classified():
-    known = set(all_behaviour_ids())
-    classes = [set(RELEVANCE), set(GENERAL), set(NOT_ABOUT_THE_TABLE)]
-    for c in classes:
-        assert c <= known, c - known
-    assert not (classes[0] & classes[1]) and not (classes[0] & classes[2]) and not (classes[1] & classes[2])
-    unclassified = set(changing_behaviours()) - set().union(*classes)
-    assert not unclassified, f"classify these in cpuidkit/analysis/review/notes.py: {sorted(unclassified)}"
+def test_every_behaviour_has_a_review_class_in_the_data():
+    rows = read_csv("kvm-behaviours.csv")
+    column: dict[str, set[str]] = {}
+    for r in rows:
+        column.setdefault(r["id"], set()).add(r["review"])
+    assert set(column) == set(all_behaviour_ids())
+    for bid, classes in column.items():
+        assert len(classes) == 1, f"{bid}: one review class on every row, got {sorted(classes)}"
+        (cls,) = classes
+        assert cls in REVIEW_CLASSES, f"{bid}: review class {cls!r} is not one of {sorted(REVIEW_CLASSES)}"
+        assert review_class(bid) == cls
+    assert behaviour_classes() == {bid: next(iter(c)) for bid, c in column.items()}
+    assert {review_class(b) for b in changing_behaviours()} <= REVIEW_CLASSES
+    assert REVIEW_CLASSES == set(notes.CONDITIONS) | {notes.GENERAL, notes.VMM_CALL}
+
+
+def _with_review_column(monkeypatch, change: dict[str, str]) -> None:
+    """kvm-behaviours.csv as read, with the review column of some ids replaced."""
+    rows = [dict(r, review=change.get(r["id"], r["review"])) for r in read_csv("kvm-behaviours.csv")]
+    monkeypatch.setattr(kernels, "read_csv", lambda name: rows)
+    kernels._behaviours.cache_clear()
+
+
+def test_the_review_classification_comes_from_the_data(monkeypatch):
+    t = load(_fp(SPR_618))
+
+    def notes_of() -> tuple[set[str], set[str], str]:
+        r = review(t, "sapphire-rapids", kernel="6.12", template_name="t")
+        return {n["id"] for n in r.data["kernel_notes"]}, set(r.data["general_kernel_notes"]), render_markdown(r)
+
+    specific, general, md = notes_of()
+    assert "amx_dynamic_eperm" in specific and "post_run_set_cpuid" in general
+    assert "get_cpuid2_copies_entries" in changing_behaviours()
+    assert "get_cpuid2_copies_entries" not in specific | general
+    try:
+        _with_review_column(
+            monkeypatch,
+            {"amx_dynamic_eperm": "general", "post_run_set_cpuid": "vmm_call", "get_cpuid2_copies_entries": "general"},
+        )
+        specific2, general2, md2 = notes_of()
+        assert specific2 == specific - {"amx_dynamic_eperm"}
+        assert general2 == general - {"post_run_set_cpuid"} | {"amx_dynamic_eperm", "get_cpuid2_copies_entries"}
+        assert md2 != md
+
+        _with_review_column(monkeypatch, {"amx_dynamic_eperm": "sometimes"})
+        with pytest.raises(InputError, match="review class 'sometimes' of 'amx_dynamic_eperm' is not one of"):
+            notes_of()
+        _with_review_column(monkeypatch, {"amx_dynamic_eperm": ""})
+        with pytest.raises(InputError, match="every behaviour id needs a class"):
+            kernels.all_behaviour_ids()
+        rows = read_csv("kvm-behaviours.csv")
+        first = next(i for i, r in enumerate(rows) if r["id"] == "amx_dynamic_eperm")
+        rows[first] = dict(rows[first], review="amx")
+        monkeypatch.setattr(kernels, "read_csv", lambda name: rows)
+        kernels._behaviours.cache_clear()
+        with pytest.raises(InputError, match="differs from 'amx' on an earlier row"):
+            kernels.all_behaviour_ids()
+    finally:
+        monkeypatch.undo()
+        kernels._behaviours.cache_clear()
+    assert notes_of() == (specific, general, md)
 
 
 # -- the command --------------------------------------------------------------------------------------------

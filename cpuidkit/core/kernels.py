@@ -5,6 +5,11 @@ names the kernel function and file it comes from, and how it was verified.
 A :class:`KernelProfile` answers "what is behaviour X in kernel Y" for any
 version ``X.Y`` (not only the named profiles in ``data/kernels.toml``), so the
 edges of every range can be tested.
+
+Each id also carries a ``review`` class (the same on all its rows): how the
+design review treats a change of the behaviour between modelled kernels
+(:func:`behaviour_class`; the names are documented in the CSV's header and
+interpreted by :mod:`cpuidkit.analysis.review.notes`).
 """
 
 from __future__ import annotations
@@ -28,6 +33,8 @@ __all__ = [
     "OLDEST",
     "NEWEST",
     "modelled_kernel",
+    "behaviour_class",
+    "behaviour_classes",
 ]
 
 
@@ -92,6 +99,7 @@ class Behaviour:
     verified: str
     evidence: str
     summary: str
+    review: str = ""  # the design review's class of the id (same on every row of the id)
 
     def holds_for(self, v: tuple[int, int]) -> bool:
         return (self.since is None or v >= self.since) and (self.until is None or v < self.until)
@@ -145,7 +153,17 @@ def _behaviours() -> dict[str, tuple[Behaviour, ...]]:
             r.get("verified", "unverified"),
             r.get("evidence", ""),
             r.get("summary", ""),
+            r.get("review", ""),
         )
+        if not b.review:
+            raise InputError("the review column is empty: every behaviour id needs a class", source=src, where=where)
+        first = out.get(b.id)
+        if first and first[0].review != b.review:
+            raise InputError(
+                f"review class {b.review!r} differs from {first[0].review!r} on an earlier row of the same id",
+                source=src,
+                where=where,
+            )
         out.setdefault(b.id, []).append(b)
     return {k: tuple(v) for k, v in out.items()}
 
@@ -231,3 +249,16 @@ def all_behaviour_ids() -> list[str]:
 
 def behaviour_rows(bid: str) -> tuple[Behaviour, ...]:
     return _behaviours().get(bid, ())
+
+
+def behaviour_class(bid: str) -> str:
+    """The ``review`` column of a behaviour id: how the design review treats a change of it."""
+    rows = _behaviours().get(bid)
+    if not rows:
+        raise LookupFailed(f"no behaviour {bid!r} in data/kvm-behaviours.csv")
+    return rows[0].review
+
+
+def behaviour_classes() -> dict[str, str]:
+    """Every behaviour id → its ``review`` class."""
+    return {bid: rows[0].review for bid, rows in sorted(_behaviours().items())}

@@ -32,8 +32,8 @@ The package, one job per module:
 
 * :mod:`~cpuidkit.analysis.review.engine`: :func:`review`, which collects and assembles;
 * :mod:`~cpuidkit.analysis.review.facts`: what the review reads about the template and the host;
-* :mod:`~cpuidkit.analysis.review.notes`: the kernel-version notes (:data:`RELEVANCE`, :data:`GENERAL`,
-  :data:`NOT_ABOUT_THE_TABLE`);
+* :mod:`~cpuidkit.analysis.review.notes`: the kernel-version notes (the ``review`` column of
+  ``data/kvm-behaviours.csv``, its named :data:`CONDITIONS`, :func:`review_class`);
 * :mod:`~cpuidkit.analysis.review.sections`: the header, the summary and the numbered sections;
 * :mod:`~cpuidkit.analysis.review.document`: :class:`Review` and :class:`Section`;
 * :mod:`~cpuidkit.analysis.review.to_markdown`, :mod:`~cpuidkit.analysis.review.to_html`,
@@ -44,7 +44,7 @@ from __future__ import annotations
 
 from cpuidkit.analysis.review.document import Review, Section
 from cpuidkit.analysis.review.engine import review
-from cpuidkit.analysis.review.notes import GENERAL, NOT_ABOUT_THE_TABLE, RELEVANCE, changing_behaviours
+from cpuidkit.analysis.review.notes import CONDITIONS, REVIEW_CLASSES, changing_behaviours, review_class
 from cpuidkit.analysis.review.render import FORMATS, render
 from cpuidkit.analysis.review.to_html import render_html, render_html_fragment
 from cpuidkit.analysis.review.to_json import render_json
@@ -60,8 +60,8 @@ __all__ = [
     "render_json",
     "render",
     "FORMATS",
-    "RELEVANCE",
-    "GENERAL",
-    "NOT_ABOUT_THE_TABLE",
+    "CONDITIONS",
+    "REVIEW_CLASSES",
+    "review_class",
     "changing_behaviours",
 ]

@@ -25,7 +25,7 @@ def _flag(t: CpuidTable, name: str) -> bool:
 
 @dataclass
 class _Ctx:
-    """What the kernel-note rules (:data:`~cpuidkit.analysis.review.notes.RELEVANCE`) read about the template."""
+    """What the kernel-note rules (:data:`~cpuidkit.analysis.review.notes.CONDITIONS`) read about the template."""
 
     t: CpuidTable
     host: HostProfile

@@ -1,22 +1,33 @@
 """Kernel-version notes: which rows of ``data/kvm-behaviours.csv`` that change between 5.10 and 6.18 touch
-something a template uses, and what ``data/kvm-feature-history.csv`` says about the template's fields."""
+something a template uses, and what ``data/kvm-feature-history.csv`` says about the template's fields.
+
+Which changes touch a template is data: the ``review`` column of ``data/kvm-behaviours.csv`` names, per id, a
+condition of :data:`CONDITIONS`, or ``general`` or ``vmm_call``."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
+from cpuidkit._files import data_path
 from cpuidkit.analysis.addressing import guest_phys_bits_field
 from cpuidkit.analysis.review.document import _names, _plural
 from cpuidkit.analysis.review.facts import _TILEDATA, _Ctx, _flag
 from cpuidkit.core.bits import extract_bits
 from cpuidkit.core.catalog import catalog
 from cpuidkit.core.history import _history, predicted_present
-from cpuidkit.core.kernels import MODELLED_KERNELS, all_behaviour_ids, behaviour_rows, parse_version
+from cpuidkit.core.kernels import (
+    MODELLED_KERNELS,
+    all_behaviour_ids,
+    behaviour_class,
+    behaviour_rows,
+    parse_version,
+)
 from cpuidkit.core.table import CpuidTable
 from cpuidkit.core.xsave import compacted_size, supported_xss
+from cpuidkit.errors import InputError
 from cpuidkit.kvm.runtime import kvm_pv_base
 
-__all__ = ["RELEVANCE", "GENERAL", "NOT_ABOUT_THE_TABLE", "changing_behaviours"]
+__all__ = ["CONDITIONS", "GENERAL", "VMM_CALL", "REVIEW_CLASSES", "review_class", "changing_behaviours"]
 
 _OLDEST, _NEWEST = MODELLED_KERNELS[0], MODELLED_KERNELS[-1]
 _KERNEL_AXIS = MODELLED_KERNELS
@@ -24,9 +35,10 @@ _KERNEL_AXIS = MODELLED_KERNELS
 # -- kernel-version notes ---------------------------------------------------------------------------
 #
 # A behaviour whose value changes inside the modelled range matters to a template when the template uses what
-# the behaviour is about.  Every id that changes must appear in exactly one of RELEVANCE (a test on the
-# template), GENERAL (about every table: re-setting CPUID after KVM_RUN, runtime updates) or NOT_ABOUT_THE_TABLE
-# (VMM calls whose outcome does not depend on the table); tests/test_review.py checks that.
+# the behaviour is about.  The ``review`` column of data/kvm-behaviours.csv classifies every id: the name of a
+# condition of CONDITIONS (a test on the template), GENERAL (about every table: re-setting CPUID after KVM_RUN,
+# runtime updates) or VMM_CALL (VMM calls whose outcome does not depend on the table); tests/test_review.py
+# checks that every id has one of them.
 
 Relevance = Callable[[_Ctx, str, str], "str | None"]
 
@@ -195,60 +207,46 @@ def _alignment(c: _Ctx, old: str, new: str) -> str | None:
     return None
 
 
-RELEVANCE: dict[str, Relevance] = {
-    "amx_dynamic_eperm": _tiledata,
-    "supported_xcr0_mask": _amx,
-    "xcr0_rules": _amx,
-    "cet_off_with_smaller_maxphyaddr": _cet_smaller,
-    "cpu_caps_intersection": _caps,
-    "cr4_reserved_from_cpuid": _token_rule(_CR4_FEATURE_FLAGS, "CR4"),
-    "efer_checks": _token_rule(_EFER_FEATURE_FLAGS, "EFER"),
-    "guest_phys_bits_reported": _gpb,
-    "guest_phys_bits_consumed": _gpb,
-    "kvm_pv_base_lookup": _pv_base,
-    "memslot_above_host_width": _memslot,
-    "osxsave_runtime": _osxsave,
-    "ospke_runtime": _ospke,
-    "osxsave_ospke_unconditional": _os_both,
-    "pv_unhalt_at_set": _pv_unhalt,
-    "pv_unhalt_runtime": _pv_unhalt,
-    "pv_unhalt_first_set_missed": _pv_unhalt,
-    "disable_exits_after_vcpu": _pv_unhalt,
-    "set_cpuid_clears_nx_without_host_nx": _nx,
-    "sgx_ecreate_xfrm_check": _sgx,
-    "sgx_virtualized": _sgx,
-    "sgx_xfrm_adjust": _sgx,
-    "supported_xss": _cet_xss,
-    "xss_in_0xd1_ebx": _xsaves,
-    "xss_write_rule": _xsaves,
-    "xss_write_triggers_runtime": _xsaves,
-    "supported_cpuid_amx_filter": _amx,
-    "xsave_size_runtime": _compacted,
-    "xstate_compacted_alignment": _alignment,
+# The named conditions the review column may use; each takes the context and the old and new value.
+CONDITIONS: dict[str, Relevance] = {
+    "amx": _amx,
+    "tiledata": _tiledata,
+    "cet_smaller_maxphyaddr": _cet_smaller,
+    "beyond_host": _caps,
+    "cr4_bits": _token_rule(_CR4_FEATURE_FLAGS, "CR4"),
+    "efer_bits": _token_rule(_EFER_FEATURE_FLAGS, "EFER"),
+    "guest_phys_bits": _gpb,
+    "pv_base": _pv_base,
+    "maxphyaddr_above_host": _memslot,
+    "osxsave": _osxsave,
+    "ospke": _ospke,
+    "osxsave_or_ospke": _os_both,
+    "pv_unhalt": _pv_unhalt,
+    "nx_without_host_nx": _nx,
+    "sgx": _sgx,
+    "cet": _cet_xss,
+    "xsaves": _xsaves,
+    "compacted": _compacted,
+    "compacted_alignment": _alignment,
 }
 # About every table that has runtime-owned fields or is set again after KVM_RUN (snapshot restore, hotplug).
-GENERAL = frozenset(
-    {
-        "post_run_set_cpuid",
-        "post_run_compare_flags",
-        "post_run_runtime_update_incoming",
-        "failed_set_keeps_old",
-        "set_cpuid_refreshes_current",
-        "runtime_update_mode",
-        "cr4_before_set_cpuid",
-    }
-)
+GENERAL = "general"
 # VMM calls whose outcome does not depend on the CPUID table's content.
-NOT_ABOUT_THE_TABLE = frozenset(
-    {
-        "apic_base_unchanged_noop",
-        "get_cpuid2_copies_entries",
-        "get_cpuid2_nent_on_success",
-        "sregs_efer_checked",
-        "disable_exits_after_vcpu_rejected",  # the model's boolean twin of disable_exits_after_vcpu
-        "disable_exits_unallowed_bits",  # which KVM_CAP_X86_DISABLE_EXITS bits are accepted
-    }
-)
+VMM_CALL = "vmm_call"
+REVIEW_CLASSES = frozenset(CONDITIONS) | {GENERAL, VMM_CALL}
+
+
+def review_class(bid: str) -> str:
+    """The review class of a behaviour id, from the ``review`` column of ``data/kvm-behaviours.csv``."""
+
+    cls = behaviour_class(bid)
+    if cls not in REVIEW_CLASSES:
+        raise InputError(
+            f"review class {cls!r} of {bid!r} is not one of: {', '.join(sorted(REVIEW_CLASSES))}",
+            source=str(data_path("kvm-behaviours.csv")),
+            where=bid,
+        )
+    return cls
 
 
 def _transitions(bid: str) -> list[tuple]:
@@ -301,12 +299,13 @@ def _kernel_notes(c: _Ctx) -> tuple[list[dict], list[dict]]:
                 "source": new.source,
                 "verified": new.verified,
             }
-            if bid in RELEVANCE:
-                why = RELEVANCE[bid](c, old.value, new.value)
+            cls = review_class(bid)
+            if cls == GENERAL:
+                general.append(note)
+            elif cls != VMM_CALL:
+                why = CONDITIONS[cls](c, old.value, new.value)
                 if why:
                     specific.append(dict(note, why=why))
-            elif bid in GENERAL:
-                general.append(note)
     return specific, general
 
 
