@@ -5,10 +5,16 @@ Each takes the reader's answer and returns :class:`Feedback`: right, wrong
 the value the notebooks ship with, so a notebook runs top to bottom).  The
 expected answers are computed from the core, never typed in here, so they
 stay right when the model learns something.
+
+An answer of the wrong type (a number where a dict is asked, a float XCR0, an
+endless iterator…) is wrong, with a hint saying what to give: a checker never
+raises on what a reader types.  An XCR0 is read as ``cpuidkit xcr0`` reads it.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from cpuidkit.analysis.lint import lint_table
@@ -16,10 +22,11 @@ from cpuidkit.core.catalog import catalog
 from cpuidkit.core.kernels import DEFAULT_KERNEL, behaviour_rows
 from cpuidkit.core.table import CpuidEntry, CpuidTable
 from cpuidkit.core.xsave import standard_size
-from cpuidkit.errors import CpuidkitError, KvmError
+from cpuidkit.errors import CpuidkitError, InputError, KvmError
 from cpuidkit.kvm.check import check
 from cpuidkit.kvm.vcpu import SimulatedVcpu
 from cpuidkit.live import LiveVcpu, kvm_available, resolve_host
+from cpuidkit.ui import _inputs
 from cpuidkit.ui.course import example_template
 
 __all__ = [
@@ -82,6 +89,43 @@ def _norm_errno(x) -> str:
     return s
 
 
+def _text(x) -> str | None:
+    """An answer meant as text: a str, or a number that fits in 64 bits (``0`` for success); None for
+    anything else (a 5,000-digit number cannot even be printed)."""
+    if isinstance(x, str):
+        return x
+    if isinstance(x, int) and not isinstance(x, bool) and x.bit_length() <= 64:
+        return str(x)
+    return None
+
+
+def _errno_answer(x) -> str | None:
+    """``"ok"`` or an errno name from an answer (None: not text at all)."""
+    text = _text(x)
+    return None if text is None else _norm_errno(text)
+
+
+def _whole(x) -> int | None:
+    """A whole number from an answer: an int, an integral float, or its text; None otherwise."""
+    if isinstance(x, bool):
+        return None
+    if isinstance(x, int):
+        return x
+    if isinstance(x, float):
+        return int(x) if math.isfinite(x) and x.is_integer() else None
+    if isinstance(x, str):
+        for base in (10, 0):
+            try:
+                return int(x.strip(), base)
+            except ValueError:
+                continue
+    return None
+
+
+def _not_a_dict(what: str) -> Feedback:
+    return Feedback(False, f"Give a dict {what}.")
+
+
 # -- 00 ----------------------------------------------------------------------------------------------
 
 
@@ -90,10 +134,12 @@ def check_first_toggle(answer) -> Feedback:
 
     if answer is None:
         return _todo('Replace None with "ok" or an errno name such as "EINVAL".')
+    got = _errno_answer(answer)
+    if got is None:
+        return Feedback(False, 'Answer with text: "ok" or an errno name such as "EINVAL".')
     h = _host()
     out = check(h.supported_cpuid().set_field("avx512f", 0), kernel=KERNEL, host=h)
     want = _norm_errno(out.errno)
-    got = _norm_errno(answer)
     if got == want:
         return Feedback(
             True,
@@ -115,25 +161,29 @@ def check_field_position(answer, name: str = "avx2") -> Feedback:
 
     if answer is None:
         return _todo(f'Replace None with (leaf, subleaf, register, bit) for {name}, e.g. (1, 0, "ecx", 28).')
-    try:
-        leaf, sub, reg, bit = answer
-    except (TypeError, ValueError):
-        return Feedback(False, "Give four things: (leaf, subleaf, register, bit).")
+    if not isinstance(answer, (tuple, list)) or len(answer) != 4:
+        return Feedback(False, 'Give four things: (leaf, subleaf, register, bit), e.g. (1, 0, "ecx", 28).')
+    leaf, sub, reg, bit = answer
     f = catalog().resolve(name)
+    number = lambda x: isinstance(x, int) and not isinstance(x, bool) and x.bit_length() <= 64  # noqa: E731
     problems = []
-    if leaf != f.leaf:
-        problems.append(
-            f"leaf {leaf:#x} is not it (the structured extended feature flags live in leaf 7)"
-            if isinstance(leaf, int)
-            else "the leaf must be a number"
-        )
-    if sub not in f.subleaves:
+    if not number(leaf):
+        problems.append("the leaf must be a number")
+    elif leaf != f.leaf:
+        problems.append(f"leaf {leaf:#x} is not it (the structured extended feature flags live in leaf 7)")
+    if not number(sub):
+        problems.append("the subleaf must be a number")
+    elif sub not in f.subleaves:
         problems.append(
             f"subleaf {sub} is wrong: leaf {f.leaf:#x} has several subleaves, the main flags are in {f.sub_lo}"
         )
-    if str(reg).lower() != f.register:
-        problems.append(f"register {reg!r} is wrong: try the catalog, catalog().resolve({name!r})")
-    if bit != f.lo:
+    if not isinstance(reg, str):
+        problems.append('the register must be text such as "ebx"')
+    elif reg.strip().lower() != f.register:
+        problems.append(f"register {reg[:20]!r} is wrong: try the catalog, catalog().resolve({name!r})")
+    if not number(bit):
+        problems.append("the bit must be a number")
+    elif bit != f.lo:
         problems.append(f"bit {bit} is wrong")
     if not problems:
         return Feedback(True, f"{f.name} is {f.leaf:#x}.{f.subleaf_text}.{f.register}[{f.bits}]: {f.description}.")
@@ -156,11 +206,13 @@ def check_owners(answer: dict | None) -> Feedback:
     Answer a dict like ``{"osxsave": "runtime", …}`` with passthrough / runtime / vendor / not-virtualized."""
     if answer is None:
         return _todo("Replace None with a dict {field: owner} for " + ", ".join(OWNER_QUESTION) + ".")
+    if not isinstance(answer, Mapping):
+        return _not_a_dict('{field: owner}, e.g. {"osxsave": "runtime", …}')
     owners = _owners()
     wrong = []
     for name in OWNER_QUESTION:
         want = owners.get(name, "passthrough")
-        got = str(answer.get(name, "")).strip().lower()
+        got = (_text(answer.get(name, "")) or "?").strip().lower()
         if got != want:
             why = {
                 "runtime": "KVM rewrites it from vCPU state in kvm_update_cpuid_runtime()",
@@ -204,6 +256,8 @@ def check_rejections(answer: dict | None) -> Feedback:
 
     if answer is None:
         return _todo('Replace None with a dict {scenario: "ok" or errno} for: ' + "; ".join(REJECTION_QUESTION) + ".")
+    if not isinstance(answer, Mapping):
+        return _not_a_dict('{scenario: "ok" or an errno name}, e.g. {"300 entries": "E2BIG", …}')
     h, tables = _rejection_tables()
     wrong = []
     for name, table in tables.items():
@@ -213,7 +267,7 @@ def check_rejections(answer: dict | None) -> Feedback:
             want, why = "ok", "KVM never checks this"
         except KvmError as e:
             want, why = e.errno_name, e.explanation
-        got = _norm_errno(answer.get(name, "?"))
+        got = _errno_answer(answer.get(name, "?")) or "something that is not text"
         if got != want:
             wrong.append(f"{name}: KVM says {want}, not {got} ({why})")
     if not wrong:
@@ -233,15 +287,14 @@ def check_xsave_size(answer) -> Feedback:
 
     if answer is None:
         return _todo("Replace None with a number of bytes.")
+    got = _whole(answer)
+    if got is None:
+        return Feedback(False, "Answer with a whole number of bytes, e.g. 1088.")
     h = _host()
     out = check(h.supported_cpuid(), kernel=KERNEL, host=h, state={"cr4": 1 << 18, "xcr0": 0x7})
     xsave = out.stored.get(0xD, 0)
     assert xsave is not None  # sapphire-rapids' supported CPUID has 0xD.0
     want = xsave.ebx
-    try:
-        got = int(answer)
-    except (TypeError, ValueError):
-        return Feedback(False, "Answer with a number of bytes.")
     if got == want:
         return Feedback(
             True,
@@ -273,9 +326,9 @@ def check_xcr0(answer) -> Feedback:
     if answer is None:
         return _todo("Replace None with an XCR0 value, e.g. 0x7.")
     try:
-        value = int(answer, 0) if isinstance(answer, str) else int(answer)
-    except (TypeError, ValueError):
-        return Feedback(False, "Give a number such as 0xe7.")
+        value = _inputs.xcr0(answer)  # as `cpuidkit xcr0 VALUE` reads it: a number, at most 64 bits
+    except CpuidkitError as e:
+        return Feedback(False, f"{e.detail if isinstance(e, InputError) else e}. Give a number such as 0xe7.")
     h = _host()
     v = SimulatedVcpu(kernel=KERNEL, host=h)
     v.set_cpuid(h.supported_cpuid())
@@ -301,12 +354,11 @@ def check_pool_maxphyaddr(answer) -> Feedback:
 
     if answer is None:
         return _todo("Replace None with a number of bits.")
+    got = _whole(answer)
+    if got is None:
+        return Feedback(False, "Give a whole number of bits, e.g. 40.")
     widths = {h: resolve_host(h).maxphyaddr for h in POOL}
     want = min(widths.values())
-    try:
-        got = int(answer)
-    except (TypeError, ValueError):
-        return Feedback(False, "Give a number of bits.")
     if got == want:
         return Feedback(
             True,
@@ -374,6 +426,8 @@ def check_kernel_history(answer: dict | None) -> Feedback:
         return _todo(
             'Replace None with {"post_run_identical": "X.Y", "sgx_stored_verbatim": "X.Y", "lazy_runtime": "X.Y"}.'
         )
+    if not isinstance(answer, Mapping):
+        return _not_a_dict('{behaviour: "X.Y"} with versions as text, e.g. {"post_run_identical": "5.17", …}')
     want = {
         "post_run_identical": (
             _first_since("post_run_set_cpuid", "identical"),
@@ -390,7 +444,7 @@ def check_kernel_history(answer: dict | None) -> Feedback:
     }
     wrong = []
     for key, (version, why) in want.items():
-        got = str(answer.get(key, "")).strip().lstrip("v")
+        got = (_text(answer.get(key, "")) or "a version that is not text").strip().lstrip("v")
         if got != version:
             wrong.append(f"{key}: {got or 'missing'} is not it ({why}; look at the timeline)")
     if not wrong:
@@ -406,6 +460,8 @@ def check_review(answer) -> Feedback:
 
     if answer is None:
         return _todo('Replace None with a set of field names, e.g. {"osxsave"}.')
+    if not isinstance(answer, (set, frozenset, list, tuple)) or not all(isinstance(x, str) for x in answer):
+        return Feedback(False, 'Give a set of field names (text), e.g. {"osxsave", "ospke"}.')
 
     h = _host()
     table, _ = example_template(h)
@@ -441,6 +497,9 @@ def check_live_width(answer) -> Feedback:
 
     if answer is None:
         return _todo('Replace None with "ok" or an errno name.')
+    got = _errno_answer(answer)
+    if got is None:
+        return Feedback(False, 'Answer with text: "ok" or an errno name such as "EINVAL".')
     h = _host()
     v = SimulatedVcpu(kernel=KERNEL, host=h)
     try:
@@ -448,7 +507,6 @@ def check_live_width(answer) -> Feedback:
         want = "ok"
     except KvmError as e:
         want = e.errno_name
-    got = _norm_errno(answer)
     live = ""
     try:
         if kvm_available()[0]:

@@ -7,9 +7,12 @@ from pathlib import Path
 
 import ipywidgets as W
 
+from cpuidkit.core.bits import check_u32
 from cpuidkit.core.table import CpuidEntry
+from cpuidkit.errors import InputError
+from cpuidkit.ui import _inputs
 from cpuidkit.ui._theme import VERDICT_COLOURS
-from cpuidkit.ui.lab import LINEAR_WIDTH, MAXPHYADDR, Lab, VcpuSetup, load_table_or_keep
+from cpuidkit.ui.lab import LINEAR_WIDTH, MAXPHYADDR, Lab, LabView, VcpuSetup
 from cpuidkit.ui.widgets._common import _View
 from cpuidkit.ui.widgets.panels import VerdictPanel
 
@@ -23,6 +26,9 @@ class WidthSliders(W.VBox, _View):
 
     def __init__(self, lab: Lab, maximum: int = 64):
         """``maximum``: the slider's usual range (it widens, up to 255, when the table holds more)."""
+        largest = (1 << MAXPHYADDR.width) - 1  # both fields are 8 bits wide
+        if check_u32("maximum", maximum) > largest or maximum == 0:
+            raise InputError(f"maximum must be 1..{largest} (an 8-bit field), got {maximum}", where="maximum")
         self._subscribe(lab)
         self._syncing = False
         self.maximum = maximum
@@ -50,57 +56,64 @@ class WidthSliders(W.VBox, _View):
         self.maxphyaddr.observe(lambda c: self._write(MAXPHYADDR, c["new"]), "value")
         self.linear.observe(lambda c: self._write(LINEAR_WIDTH, c["new"]), "value")
         self.note = W.HTML()
-        super().__init__([self.maxphyaddr, self.linear, self.note])
-        self._refresh_note()
+        self.message = W.HTML()
+        super().__init__([self.maxphyaddr, self.linear, self.note, self.message])
+        self.refresh()
 
     def _write(self, ref, value: int) -> None:
         if not self._syncing and self.lab.table.get_field(ref) != value:
-            self.lab.set_field(ref, value)
+            self._act(lambda: self.lab.set_field(ref, value))
 
     def _on_lab(self, what: set) -> None:
-        if "table" in what:
-            self._syncing = True
-            try:
-                for slider, value in ((self.maxphyaddr, self.lab.maxphyaddr), (self.linear, self.lab.linear_width)):
-                    v = value or 0  # an 8-bit field: widen the slider rather than show a wrong value
-                    if v > slider.max:
-                        slider.max = v
-                    if slider.value != v:
-                        slider.value = v
-            finally:
-                self._syncing = False
-        self._refresh_note()
+        self.refresh()
 
-    def _refresh_note(self) -> None:
-        d = self.lab.outcome.derived
-        if not self.lab.outcome.accepted:
-            text = (
+    def content(self, view: LabView) -> dict:
+        d = view.outcome.derived
+        if not view.outcome.accepted:
+            note = (
                 f"KVM refused the table, so nothing is derived from it: the vCPU keeps what it had "
                 f"(MAXPHYADDR {d['maxphyaddr']}; a fresh vCPU has 36)"
             )
-            if text != self.note.value:
-                self.note.value = text
-            return
-        text = (
-            f"KVM's MAXPHYADDR for this vCPU: <b>{d['maxphyaddr']}</b> (host {self.lab.host.maxphyaddr}); "
-            f"GPA bits {d['maxphyaddr']}–63 reserved"
-        )
-        if self.lab.maxphyaddr is not None and self.lab.maxphyaddr > self.lab.host.maxphyaddr:
-            text += " · <b>guest &gt; host</b>: accepted, but memory above the host width cannot be mapped"
-        if text != self.note.value:
-            self.note.value = text
+        else:
+            note = (
+                f"KVM's MAXPHYADDR for this vCPU: <b>{d['maxphyaddr']}</b> (host {view.host.maxphyaddr}); "
+                f"GPA bits {d['maxphyaddr']}–63 reserved"
+            )
+            if view.maxphyaddr is not None and view.maxphyaddr > view.host.maxphyaddr:
+                note += " · <b>guest &gt; host</b>: accepted, but memory above the host width cannot be mapped"
+        # an 8-bit field: the slider widens rather than show a wrong value
+        return {"maxphyaddr": view.maxphyaddr or 0, "linear": view.linear_width or 0, "note": note}
+
+    def shown(self) -> dict:
+        return {"maxphyaddr": self.maxphyaddr.value, "linear": self.linear.value, "note": self.note.value}
+
+    def refresh(self) -> None:
+        c = self.content(self.lab.view)
+        self._syncing = True
+        try:
+            for slider, v in ((self.maxphyaddr, c["maxphyaddr"]), (self.linear, c["linear"])):
+                if v > slider.max:
+                    slider.max = v
+                if slider.value != v:
+                    slider.value = v
+        finally:
+            self._syncing = False
+        if c["note"] != self.note.value:
+            self.note.value = c["note"]
 
 
 # -- export / import -------------------------------------------------------------------------------
 
 
 class ExportImport(W.VBox, _View):
-    """Save the table as KVM JSON (atomically: a reader never sees half a file) or load one.
+    """Save the table as KVM JSON (atomically: a reader never sees half a file; only a regular file is
+    replaced) or load one through the hardened reader (a FIFO, a device or a folder is refused at once).
     A failed import leaves everything as it was and says why."""
 
     def __init__(self, lab: Lab, path: str = "guest-cpuid.json"):
-        self._subscribe(lab)
-        self.path = W.Text(value=path, description="file", layout=W.Layout(width="360px"))
+        _inputs.path(path)
+        self._subscribe(lab, panel=False)  # shows no part of the Lab
+        self.path = W.Text(value=str(path), description="file", layout=W.Layout(width="360px"))
         self.path.style.description_width = "30px"
         self.export_button = W.Button(description="export KVM JSON", icon="download")
         self.import_button = W.Button(description="import", icon="upload")
@@ -110,22 +123,22 @@ class ExportImport(W.VBox, _View):
         super().__init__([W.HBox([self.path, self.export_button, self.import_button]), self.message])
 
     def export(self) -> Path | None:
-        try:
-            p = self.lab.export_json(self.path.value)
-        except Exception as e:  # noqa: BLE001 - shown to the user
-            self.message.value = (
-                f'<span style="color:{VERDICT_COLOURS["rejected"]}">export failed: {html.escape(str(e))}</span>'
-            )
+        written: list[Path] = []
+        if not self._act(lambda: written.append(self.lab.export_json(self.path.value)), "export failed"):
             return None
+        p = written[0]
         self.message.value = f"wrote {len(self.lab.table)} entries to <code>{html.escape(str(p))}</code>"
         return p
 
     def import_(self) -> bool:
-        msg = load_table_or_keep(self.lab, self.path.value)
-        ok = not msg.startswith("import failed")
-        colour = VERDICT_COLOURS["accepted" if ok else "rejected"]
-        self.message.value = f'<span style="color:{colour}">{html.escape(msg)}</span>'
-        return ok
+        path = self.path.value
+        if not self._act(lambda: self.lab.import_json(path), "import failed, nothing changed"):
+            return False
+        colour = VERDICT_COLOURS["accepted"]
+        self.message.value = (
+            f'<span style="color:{colour}">{html.escape(f"imported {len(self.lab.table)} entries from {path}")}</span>'
+        )
+        return True
 
 
 # -- the four rejections ---------------------------------------------------------------------------
@@ -137,7 +150,7 @@ class RejectionExplorer(W.VBox, _View):
     with or without permission (EPERM), and a changed table after KVM_RUN (EINVAL)."""
 
     def __init__(self, lab: Lab):
-        self._subscribe(lab)
+        self._subscribe(lab, panel=False)  # its controls are settings; its verdict panel shows the Lab
         self.base = lab.table
         self.entries = W.IntSlider(
             description="entries",
@@ -147,10 +160,12 @@ class RejectionExplorer(W.VBox, _View):
             continuous_update=False,
             layout=W.Layout(width="420px"),
         )
+        widths = [0, 32, 39, 48, 50, 52, 57, 64]
+        width = self.base.get_field("virt_addr_bits") or 0
         self.width = W.Dropdown(
             description="linear width",
-            options=[0, 32, 39, 48, 50, 52, 57, 64],
-            value=self.base.get_field("virt_addr_bits") or 0,
+            options=widths if width in widths else sorted([*widths, width]),
+            value=width,
         )
         self.tiledata = W.Checkbox(description="0xD.0 EAX[18] TILEDATA", value=False, indent=False)
         self.permission = W.Checkbox(description="arch_prctl(ARCH_REQ_XCOMP_GUEST_PERM, 18)", value=False, indent=False)
@@ -159,8 +174,16 @@ class RejectionExplorer(W.VBox, _View):
             w.style.description_width = "90px" if w is not self.tiledata else "initial"
             w.observe(lambda _c: self.apply(), "value")
         self.verdict = VerdictPanel(lab)
+        self.message = W.HTML()
         super().__init__(
-            [self.entries, self.width, W.HBox([self.tiledata, self.permission]), self.after_run, self.verdict]
+            [
+                self.entries,
+                self.width,
+                W.HBox([self.tiledata, self.permission]),
+                self.after_run,
+                self.verdict,
+                self.message,
+            ]
         )
 
     def table_for_settings(self):
@@ -174,7 +197,11 @@ class RejectionExplorer(W.VBox, _View):
             t = t.appended(*(CpuidEntry(0x40000100 + i) for i in range(n - len(t))))
         return t
 
-    def apply(self) -> None:
+    def apply(self) -> bool:
+        """Set the Lab to the table and state the controls describe.  True if the Lab took them."""
+        return self._act(self._apply)
+
+    def _apply(self) -> None:
         t = self.table_for_settings()
         perm = 1 << 18 if self.permission.value else 0
         if self.after_run.value:
@@ -182,3 +209,6 @@ class RejectionExplorer(W.VBox, _View):
             self.lab.update(table=flipped, state=VcpuSetup(xfeature_permission=perm, has_run=True, previous=t))
         else:
             self.lab.update(table=t, state=VcpuSetup(xfeature_permission=perm))
+
+    def refresh(self) -> None:
+        pass  # the controls are settings, not a view of the Lab: nothing to show again after a refusal

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 import html
+from collections.abc import Callable
 
 import ipywidgets as W
 
+from cpuidkit.errors import CpuidkitError, InputError
+from cpuidkit.ui import _inputs
 from cpuidkit.ui._theme import CHANGED_OUTLINE, OWNER_COLOURS, legend_html, owner_colour
-from cpuidkit.ui.lab import Lab
-from cpuidkit.ui.widgets._common import _View
+from cpuidkit.ui.lab import Lab, LabView, check_scope
+from cpuidkit.ui.widgets._common import _View, error_html
 
 # -- the bit grid ----------------------------------------------------------------------------------
 
@@ -25,14 +29,17 @@ class BitGrid(W.VBox, _View):
     """
 
     def __init__(self, lab: Lab, leaf: int = 7, subleaf: int = 0, register: str = "ebx", editable: bool = True):
+        ref = _inputs.position(leaf, subleaf, register)
+        self.editable = _inputs.flag(editable, "editable")
         self._subscribe(lab)
-        self.leaf, self.subleaf, self.register = leaf, subleaf, register
-        self.editable = editable
+        self.leaf, self.subleaf, self.register = ref.leaf, ref.subleaf, ref.register
+        self._followers: list[Callable[[int, int, str], None]] = []
         self.title = W.HTML()
+        self.message = W.HTML()
         self.buttons: dict[int, W.Button] = {}
         self.stored_cells: dict[int, W.HTML] = {}
         self._shown: dict[int, tuple] = {}
-        self._stored_shown: dict[int, tuple] = {}
+        self._stored_shown: dict[int, str] = {}
         rows = []
         for hi in (31, 15):
             bits = range(hi, hi - 16, -1)
@@ -47,7 +54,7 @@ class BitGrid(W.VBox, _View):
                 btn = W.Button(
                     description="0",
                     layout=W.Layout(width=_px(30), height=_px(26), padding="0px"),
-                    disabled=not editable,
+                    disabled=not self.editable,
                 )
                 btn.add_class("cpuidkit-bit")
                 btn.on_click(self._clicked(b))
@@ -63,56 +70,99 @@ class BitGrid(W.VBox, _View):
             )
             rows.append(grid)
         self.legend = W.HTML(legend_html())
-        super().__init__([self.title, *rows, self.legend])
+        super().__init__([self.title, self.message, *rows, self.legend])
         self.add_class("cpuidkit-bitgrid")
         self.refresh()
 
     def _clicked(self, bit: int):
         def handler(_btn):
-            info = self.lab.bits(self.leaf, self.subleaf, self.register)[bit]
-            self.lab.set_bit(self.leaf, self.subleaf, self.register, bit, 1 - info.requested)
+            self._act(lambda: self._flip(bit))
 
         return handler
 
-    def toggle(self, bit: int) -> None:
-        """Flip one bit as a click would."""
-        self.buttons[bit].click()
+    def _flip(self, bit: int) -> None:
+        info = self.lab.bits(self.leaf, self.subleaf, self.register)[bit]
+        self.lab.set_bit(self.leaf, self.subleaf, self.register, bit, 1 - info.requested)
 
-    def show(self, leaf: int, subleaf: int, register: str) -> None:
-        """Show another register (only the cells that differ are redrawn)."""
-        self.leaf, self.subleaf, self.register = leaf, subleaf, register
+    def _refused(self, e: CpuidkitError) -> bool:
+        self._say(error_html(str(e)))
+        return False
+
+    def toggle(self, bit: int) -> bool:
+        """Flip one bit as a click would; a bit outside 0..31 is refused in the message line.  True if flipped."""
+        try:
+            ref = _inputs.position(self.leaf, self.subleaf, self.register, bit)
+        except CpuidkitError as e:
+            return self._refused(e)
+        return self._act(lambda: self._flip(ref.lo))
+
+    def on_show(self, follower: Callable[[int, int, str], None]) -> None:
+        """Call ``follower(leaf, subleaf, register)`` whenever the grid shows another register."""
+        self._followers.append(follower)
+
+    def show(self, leaf: int, subleaf: int, register: str) -> bool:
+        """Show another register (only the cells that differ are redrawn); a bad position is refused in the
+        message line and the grid stays.  True if shown."""
+        try:
+            ref = _inputs.position(leaf, subleaf, register)
+        except CpuidkitError as e:
+            return self._refused(e)
+        self._say("")
+        self.leaf, self.subleaf, self.register = ref.leaf, ref.subleaf, ref.register
         self.refresh()
+        for follower in list(self._followers):
+            follower(ref.leaf, ref.subleaf, ref.register)
+        return True
 
     def _on_lab(self, what: set) -> None:
         self.refresh()
 
-    def refresh(self) -> None:
-        infos = self.lab.bits(self.leaf, self.subleaf, self.register)
+    def content(self, view: LabView) -> dict:
+        infos = view.bits(self.leaf, self.subleaf, self.register)
         req = sum(i.requested << i.bit for i in infos)
-        # Lab.bits() gives every bit a stored value or none of them, so the filter only narrows the type
+        # LabView.bits() gives every bit a stored value or none of them, so the filter only narrows the type
         stored = None if infos[0].stored is None else sum(i.stored << i.bit for i in infos if i.stored is not None)
         title = (
             f"<b>CPUID {self.leaf:#x}.{self.subleaf} {self.register.upper()}</b> "
             f"&nbsp;set <code>{req:#010x}</code> &nbsp;stored "
             f"<code>{'—' if stored is None else f'{stored:#010x}'}</code>"
         )
-        if title != self.title.value:
-            self.title.value = title
-        for i in infos:
-            key = (i.requested, i.owner, i.tooltip)
-            if self._shown.get(i.bit) != key:
-                btn = self.buttons[i.bit]
-                btn.description = str(i.requested)
-                btn.tooltip = i.tooltip
-                btn.style.button_color = owner_colour(i.owner)
-                btn.style.font_weight = "bold" if i.requested else "normal"
-                self._shown[i.bit] = key
-            skey = (i.stored, i.stored is not None and i.stored != i.requested)
-            if self._stored_shown.get(i.bit) != skey:
-                self.stored_cells[i.bit].value = _stored_cell(i.stored, skey[1])
-                self._stored_shown[i.bit] = skey
+        return {
+            "title": title,
+            "cells": {
+                i.bit: (str(i.requested), i.tooltip, owner_colour(i.owner), "bold" if i.requested else "normal")
+                for i in infos
+            },
+            "stored": {i.bit: _stored_cell(i.stored, i.stored is not None and i.stored != i.requested) for i in infos},
+        }
+
+    def shown(self) -> dict:
+        return {
+            "title": self.title.value,
+            "cells": {
+                b: (btn.description, btn.tooltip, btn.style.button_color, btn.style.font_weight)
+                for b, btn in self.buttons.items()
+            },
+            "stored": {b: cell.value for b, cell in self.stored_cells.items()},
+        }
+
+    def refresh(self) -> None:
+        c = self.content(self.lab.view)
+        if c["title"] != self.title.value:
+            self.title.value = c["title"]
+        for bit, cell in c["cells"].items():
+            if self._shown.get(bit) != cell:
+                btn = self.buttons[bit]
+                btn.description, btn.tooltip = cell[0], cell[1]
+                btn.style.button_color, btn.style.font_weight = cell[2], cell[3]
+                self._shown[bit] = cell
+        for bit, value in c["stored"].items():
+            if self._stored_shown.get(bit) != value:
+                self.stored_cells[bit].value = value
+                self._stored_shown[bit] = value
 
 
+@functools.cache
 def _stored_cell(value: int | None, changed: bool) -> str:
     text = "·" if value is None else str(value)
     border = f"2px solid {CHANGED_OUTLINE}" if changed else "1px solid #ddd"
@@ -124,43 +174,69 @@ def _stored_cell(value: int | None, changed: bool) -> str:
 
 
 class RegisterPicker(W.HBox, _View):
-    """Pick the entry (leaf.subleaf) and register that a :class:`BitGrid` shows."""
+    """Pick the entry (leaf.subleaf) and register that a :class:`BitGrid` shows (and follow the grid when
+    it is moved by other means).  ``on_pick(leaf, subleaf, register)`` is called after each move."""
 
     def __init__(self, lab: Lab, grid: BitGrid, on_pick=None):
+        if not isinstance(grid, BitGrid):
+            raise InputError(f"RegisterPicker needs a BitGrid, got {_inputs.kind(grid)}", where="grid")
+        if on_pick is not None and not callable(on_pick):
+            raise InputError(f"on_pick must be a function, got {_inputs.kind(on_pick)}", where="on_pick")
         self._subscribe(lab)
         self.grid = grid
         self._on_pick = on_pick
+        self._syncing = False
+        c = self.content(lab.view)
         self.entry = W.Dropdown(
             description="entry",
-            options=self._options(),
-            value=(grid.leaf, grid.subleaf),
+            options=_labelled(c["options"]),
+            value=c["entry"],
             layout=W.Layout(width="190px"),
         )
         self.entry.style.description_width = "40px"
-        self.reg = W.ToggleButtons(
-            options=["eax", "ebx", "ecx", "edx"], value=grid.register, style={"button_width": "48px"}
-        )
+        self.reg = W.ToggleButtons(options=["eax", "ebx", "ecx", "edx"], value=c["reg"], style={"button_width": "48px"})
         self.entry.observe(self._picked, "value")
         self.reg.observe(self._picked, "value")
+        grid.on_show(self._follow)
         super().__init__([self.entry, self.reg])
 
-    def _options(self) -> list[tuple[str, tuple[int, int]]]:
-        keys = sorted({(e.function, e.index) for e in self.lab.table} | {(self.grid.leaf, self.grid.subleaf)})
-        return [(f"{f:#x}.{i}", (f, i)) for f, i in keys]
+    def content(self, view: LabView) -> dict:
+        keys = sorted({(e.function, e.index) for e in view.table} | {(self.grid.leaf, self.grid.subleaf)})
+        return {"options": tuple(keys), "entry": (self.grid.leaf, self.grid.subleaf), "reg": self.grid.register}
+
+    def shown(self) -> dict:
+        return {"options": tuple(v for _, v in self.entry.options), "entry": self.entry.value, "reg": self.reg.value}
 
     def _picked(self, _change) -> None:
-        leaf, sub = self.entry.value
-        self.grid.show(leaf, sub, self.reg.value)
+        if not self._syncing:
+            leaf, sub = self.entry.value
+            self.grid.show(leaf, sub, self.reg.value)  # the grid calls _follow
+
+    def _follow(self, leaf: int, subleaf: int, register: str) -> None:
+        self.refresh()
         if self._on_pick:
-            self._on_pick(leaf, sub, self.reg.value)
+            self._on_pick(leaf, subleaf, register)
+
+    def refresh(self) -> None:
+        c = self.content(self.lab.view)
+        self._syncing = True
+        try:
+            if tuple(v for _, v in self.entry.options) != c["options"]:
+                self.entry.options = _labelled(c["options"])
+            if self.entry.value != c["entry"]:
+                self.entry.value = c["entry"]
+            if self.reg.value != c["reg"]:
+                self.reg.value = c["reg"]
+        finally:
+            self._syncing = False
 
     def _on_lab(self, what: set) -> None:
         if "table" in what:
-            opts = self._options()
-            if [o[1] for o in opts] != [o[1] for o in self.entry.options]:
-                value = self.entry.value
-                self.entry.options = opts
-                self.entry.value = value
+            self.refresh()
+
+
+def _labelled(keys) -> list[tuple[str, tuple[int, int]]]:
+    return [(f"{f:#x}.{i}", (f, i)) for f, i in keys]
 
 
 # -- the field table -------------------------------------------------------------------------------
@@ -191,8 +267,10 @@ class FieldTable(W.VBox, _View):
     COLUMNS = ("field", "leaf", "subleaf", "register", "bits", "set", "stored", "owner", "driver")
 
     def __init__(self, lab: Lab, scope="owned", max_height: str = "320px"):
+        scope = check_scope(scope)
+        max_height = _inputs.title(max_height) or "320px"
         self._subscribe(lab)
-        self.entry = scope if isinstance(scope, tuple) else (7, 0)
+        self.entry: tuple[int, int] = scope if isinstance(scope, tuple) else (7, 0)
         first = next(k for k, v in self.SCOPES.items() if v == (None if isinstance(scope, tuple) else scope))
         self.scope_picker = W.Dropdown(
             description="show", layout=W.Layout(width="330px"), options=list(self.SCOPES), value=first
@@ -200,10 +278,11 @@ class FieldTable(W.VBox, _View):
         self.scope_picker.observe(lambda _c: self.refresh(), "value")
         self.html = W.HTML(layout=W.Layout(max_height=max_height, overflow="auto"))
         self.html.add_class("cpuidkit-field-table")
+        self.message = W.HTML()
         self._rows: list[dict] = []
         self._key: tuple | None = None
         self._row_html: dict[tuple, str] = {}
-        super().__init__([self.scope_picker, self.html])
+        super().__init__([self.scope_picker, self.message, self.html])
         self.refresh()
 
     @property
@@ -221,42 +300,59 @@ class FieldTable(W.VBox, _View):
     def styler(self):
         return style_fields(self.frame)
 
-    def show_entry(self, leaf: int, subleaf: int) -> None:
-        self.entry = (leaf, subleaf)
+    def show_entry(self, leaf: int, subleaf: int) -> bool:
+        """The entry shown in the "this entry" scope; a bad one is refused in the message line.  True if taken."""
+        try:
+            self.entry = _inputs.entry(leaf, subleaf)
+        except CpuidkitError as e:
+            self._say(error_html(str(e)))
+            return False
+        self._say("")
         if self.SCOPES[self.scope_picker.value] is None:
             self.refresh()
+        return True
 
     def _on_lab(self, what: set) -> None:
         self.refresh()
 
-    def refresh(self) -> None:
-        rows = self.lab.field_rows(self.scope)
-        key = (self.lab.outcome.verdict, tuple(tuple(r.values()) for r in rows))
-        if key == self._key:
-            return
-        self._key, self._rows = key, rows
-        if not self.lab.outcome.accepted:
-            self.html.value = (
-                "<i>KVM refused the table: nothing new is stored, so there is no field view (see the verdict).</i>"
-            )
-            return
+    def _html(self, accepted: bool, rows: list[dict], keys: tuple) -> str:
+        if not accepted:
+            return "<i>KVM refused the table: nothing new is stored, so there is no field view (see the verdict).</i>"
         if not rows:
-            self.html.value = "<i>no named fields in this scope</i>"
-            return
+            return "<i>no named fields in this scope</i>"
         cache = self._row_html
         body = []
-        for r, k in zip(rows, key[1]):
+        for r, k in zip(rows, keys):
             h = cache.get(k)
             if h is None:
                 h = cache[k] = _row_html(r)
             body.append(h)
         if len(cache) > 4096:
-            self._row_html = {k: cache[k] for k in key[1]}
+            self._row_html = {k: cache[k] for k in keys}
         head = "".join(f"<th style='text-align:left;padding:1px 6px'>{c}</th>" for c in self.COLUMNS)
-        self.html.value = (
+        return (
             f"<table style='border-collapse:collapse;font-size:85%'><thead><tr>{head}</tr></thead>"
             f"<tbody>{''.join(body)}</tbody></table>"
         )
+
+    def content(self, view: LabView) -> dict:
+        rows = view.field_rows(self.scope)
+        keys = tuple(tuple(r.values()) for r in rows)
+        return {"rows": keys, "html": self._html(view.accepted, rows, keys)}
+
+    def shown(self) -> dict:
+        return {"rows": tuple(tuple(r.values()) for r in self._rows), "html": self.html.value}
+
+    def refresh(self) -> None:
+        view = self.lab.view
+        rows = view.field_rows(self.scope)
+        key = (view.accepted, tuple(tuple(r.values()) for r in rows))
+        if key == self._key:
+            return
+        self._key, self._rows = key, rows
+        text = self._html(view.accepted, rows, key[1])
+        if text != self.html.value:
+            self.html.value = text
 
 
 def _fmt_value(v) -> str:

@@ -9,11 +9,13 @@ from typing import Any
 
 import ipywidgets as W
 
-from cpuidkit.analysis.lint import lint_class, lint_table
+from cpuidkit.analysis.lint import lint_class, lint_table, parse_intended
 from cpuidkit.core.kernels import kernel_profile
+from cpuidkit.errors import InputError
+from cpuidkit.ui import _inputs
 from cpuidkit.ui._theme import VERDICT_COLOURS
 from cpuidkit.ui.course import Review, review
-from cpuidkit.ui.lab import Lab
+from cpuidkit.ui.lab import Lab, LabView
 from cpuidkit.ui.widgets._common import _View
 
 
@@ -49,6 +51,8 @@ class VerdictPanel(W.HTML, _View):
     """KVM's verdict on the current configuration: accepted or rejected, errno, rule,
     explanation and the kernel source of the rule; then any state write KVM refused."""
 
+    value: str  # the ipywidgets trait (untyped there)
+
     def __init__(self, lab: Lab):
         self._subscribe(lab)
         super().__init__()
@@ -59,11 +63,18 @@ class VerdictPanel(W.HTML, _View):
     def _on_lab(self, what: set) -> None:
         self.refresh()
 
+    def content(self, view: LabView) -> dict:
+        v = view.verdict()
+        return {"data": v, "html": verdict_html(v, view.outcome.derived)}
+
+    def shown(self) -> dict:
+        return {"data": self.data, "html": self.value}
+
     def refresh(self) -> None:
-        v = self.lab.verdict()
-        if v != self.data:
-            self.data = v
-            self.value = verdict_html(v, self.lab.outcome.derived)
+        c = self.content(self.lab.view)
+        self.data = c["data"]
+        if self.value != c["html"]:  # the derived line can change while the verdict stays
+            self.value = c["html"]
 
     @property
     def text(self) -> str:
@@ -79,9 +90,10 @@ class LintPanel(W.HTML, _View):
     value: str  # the ipywidgets trait (untyped there)
 
     def __init__(self, lab: Lab, intended=None, show_info: bool = False):
-        self._subscribe(lab)
+        parse_intended(intended)  # a bad ``intended`` is refused here, before the panel follows the Lab
         self.intended = intended
-        self.show_info = show_info
+        self.show_info = _inputs.flag(show_info, "show_info")
+        self._subscribe(lab)
         self.findings: list = []
         super().__init__()
         self.add_class("cpuidkit-lint")
@@ -91,9 +103,11 @@ class LintPanel(W.HTML, _View):
         if what & {"table", "host"}:
             self.refresh()
 
-    def refresh(self) -> None:
-        fs = lint_table(self.lab.table, host=self.lab.host, intended=self.intended)
-        self.findings = fs
+    def _findings(self, view: LabView) -> list:
+        return lint_table(view.table, host=view.host, intended=self.intended)
+
+    def content(self, view: LabView) -> dict:
+        fs = self._findings(view)
         shown = [f for f in fs if self.show_info or f.severity != "info"]
         colours = {"illegal": VERDICT_COLOURS["rejected"], "insane": "#e65100", "info": "#555"}
         items = "".join(
@@ -102,7 +116,17 @@ class LintPanel(W.HTML, _View):
             for f in shown
         )
         head = f"<b>lint: {lint_class(fs)}</b> ({len(fs)} finding{'s' if len(fs) != 1 else ''})"
-        value = head + (f"<ul style='margin:2px 0'>{items}</ul>" if items else "")
+        return {
+            "findings": [f.rule for f in fs],
+            "html": head + (f"<ul style='margin:2px 0'>{items}</ul>" if items else ""),
+        }
+
+    def shown(self) -> dict:
+        return {"findings": [f.rule for f in self.findings], "html": self.value}
+
+    def refresh(self) -> None:
+        self.findings = self._findings(self.lab.view)
+        value = self.content(self.lab.view)["html"]
         if value != self.value:
             self.value = value
 
@@ -111,9 +135,11 @@ class KernelBehaviours(W.HTML, _View):
     """For the Lab's kernel: each chosen behaviour of data/kvm-behaviours.csv, its value,
     version range, kernel function and how it was verified."""
 
+    value: str  # the ipywidgets trait (untyped there)
+
     def __init__(self, lab: Lab, ids):
+        self.ids = _inputs.behaviour_ids(ids)  # an unknown id is refused here
         self._subscribe(lab)
-        self.ids = list(ids)
         super().__init__()
         self.refresh()
 
@@ -121,8 +147,8 @@ class KernelBehaviours(W.HTML, _View):
         if "kernel" in what:
             self.refresh()
 
-    def refresh(self) -> None:
-        k = kernel_profile(self.lab.kernel)
+    def content(self, view: LabView) -> dict:
+        k = kernel_profile(view.kernel)
         rows = []
         for bid in self.ids:
             b = k.behaviour(bid)
@@ -130,32 +156,69 @@ class KernelBehaviours(W.HTML, _View):
                 f"<tr><td><code>{bid}</code></td><td><b>{html.escape(b.value)}</b></td><td>{b.range_text}</td>"
                 f"<td>{html.escape(b.function)}</td><td style='font-size:85%'>{html.escape(b.summary)}</td></tr>"
             )
-        self.value = (
-            f"<b>kernel {k.name}</b><table style='font-size:85%'><tr><th>behaviour</th><th>value</th>"
+        return {
+            "html": f"<b>kernel {k.name}</b><table style='font-size:85%'><tr><th>behaviour</th><th>value</th>"
             f"<th>range</th><th>function</th><th>what it means</th></tr>{''.join(rows)}</table>"
-        )
+        }
+
+    def shown(self) -> dict:
+        return {"html": self.value}
+
+    def refresh(self) -> None:
+        value = self.content(self.lab.view)["html"]
+        if value != self.value:
+            self.value = value
+
+
+STALE_NOTE = "<i>the configuration changed since this review: press “review again”</i>"
 
 
 class ReviewPanel(W.VBox, _View):
-    """A design review of the Lab's table on its host (``course.review``), redone on request."""
+    """A design review of the Lab's table on its host (``course.review``), redone on request; a note says
+    when the Lab has changed since."""
 
     def __init__(self, lab: Lab, pool=(), intended=None):
-        self._subscribe(lab)
-        self.pool = tuple(pool)
+        parse_intended(intended)
+        if isinstance(pool, (str, bytes)) or not isinstance(pool, (list, tuple)):
+            raise InputError(f"pool must be a list of hosts, got {_inputs.kind(pool)}", where="pool")
+        self.pool = tuple(_inputs.host(h) for h in pool)  # each resolved (a dump file through the hardened reader)
         self.intended = intended
+        self._subscribe(lab)
         self.button = W.Button(description="review again", icon="refresh")
+        self.note = W.HTML()
         self.out = W.Output()
         self.review: Review | None = None
+        self._reviewed: tuple | None = None
         self.button.on_click(lambda _b: self.refresh())
-        super().__init__([self.button, self.out])
+        super().__init__([W.HBox([self.button, self.note]), self.out])
         self.refresh()
+
+    def _on_lab(self, what: set) -> None:
+        self._note(self.lab.view)
+
+    def content(self, view: LabView) -> dict:
+        return {"stale": self._reviewed != _review_key(view)}
+
+    def shown(self) -> dict:
+        return {"stale": self.note.value == STALE_NOTE}
+
+    def _note(self, view: LabView) -> None:
+        value = STALE_NOTE if self.content(view)["stale"] else ""
+        if self.note.value != value:
+            self.note.value = value
 
     def refresh(self) -> None:
         from IPython.display import Markdown, display
 
-        self.review = review(
-            self.lab.table, self.lab.host, self.lab.kernel, self.lab.vendor, self.pool, intended=self.intended
-        )
+        view = self.lab.view
+        self.review = review(view.table, view.host, view.kernel, view.vendor, self.pool, intended=self.intended)
+        self._reviewed = _review_key(view)
+        self._note(view)
         self.out.clear_output()
         with self.out:
             display(Markdown(self.review._repr_markdown_()))
+
+
+def _review_key(view: LabView) -> tuple:
+    """What a review depends on: the table, the host (by identity), the kernel and the vendor."""
+    return (view.table, id(view.host), view.kernel, view.vendor)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import ipywidgets as W
 
+from cpuidkit.errors import InputError
+from cpuidkit.ui import _inputs
 from cpuidkit.ui.lab import Lab
 from cpuidkit.ui.widgets.controls import ExportImport, WidthSliders
 from cpuidkit.ui.widgets.grid import BitGrid, FieldTable, RegisterPicker
@@ -25,12 +27,18 @@ class CpuidToggler(W.VBox):
         live: bool | None = None,
         triggers: bool = True,
     ):
-        self.lab = lab or Lab()
+        if lab is not None and not isinstance(lab, Lab):
+            raise InputError(f"CpuidToggler needs a cpuidkit.ui.Lab, got {_inputs.kind(lab)}", where="lab")
+        ref = _inputs.position(leaf, subleaf, register)  # checked before any view follows the Lab
+        _inputs.flag(triggers, "triggers")
+        if live is not None:
+            _inputs.flag(live, "live")
+        self.lab = lab if lab is not None else Lab()
         self.host = HostPicker(self.lab, live=live)
         self.kernel = KernelSelector(self.lab)
         self.vendor = VendorSelector(self.lab)
-        self.grid = BitGrid(self.lab, leaf, subleaf, register)
-        self.table = FieldTable(self.lab, scope=(leaf, subleaf))
+        self.grid = BitGrid(self.lab, ref.leaf, ref.subleaf, ref.register)
+        self.table = FieldTable(self.lab, scope=(ref.leaf, ref.subleaf))
         self.picker = RegisterPicker(
             self.lab, self.grid, on_pick=lambda leaf, sub, _reg: self.table.show_entry(leaf, sub)
         )
@@ -44,7 +52,7 @@ class CpuidToggler(W.VBox):
         if triggers:
             state.selected_index = 0
         children = [
-            W.HBox([self.host, W.VBox([self.kernel, self.vendor])]),
+            W.HBox([self.host, W.VBox([self.kernel, self.vendor, self.vendor.message])]),
             self.verdict,
             self.picker,
             self.grid,
