@@ -15,9 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import KCPUID_CSV
+from conftest import KCPUID_CSV, ROOT, all_dumps
 from cpuidkit._files import read_csv
-from cpuidkit.core.catalog import Field, catalog, describe_field
+from cpuidkit.core.catalog import TEXT_FIELDS, Field, catalog, describe_field
+from cpuidkit.core.sources import load
 from cpuidkit.core.table import CpuidEntry, CpuidTable
 
 OWNERS = {"unknown", "passthrough", "runtime", "derived", "vendor", "not-virtualized", "checked"}
@@ -438,3 +439,295 @@ def test_proc_cpuinfo_flags_have_their_raw_cpuid_bit_set():
                     f"/proc/cpuinfo shows {f.name!r} but raw CPUID {leaf:#x}.{sub}.{reg}[{f.lo}] is 0 ({f})"
                 )
     assert checked, "no catalog flag of leaves 1/7/0x80000001/0xD.1 appears in /proc/cpuinfo"
+
+
+# --------------------------------------------------------------------------
+# 6. every row of kcpuid's table has a catalog field at its bits
+# --------------------------------------------------------------------------
+
+# Catalog names are unique (resolve() needs them), kcpuid reuses some names in several leaves.  Where the
+# plain name belongs to another leaf's field, the catalog's field in these leaves carries the leaf's prefix.
+KCPUID_PREFIXES: dict[int, str] = {
+    0x10: "rdt_",  # Intel's enumeration of MBA; mba is AMD's 0x80000008 bit (both X86_FEATURE_MBA in Linux)
+    0x1F: "v2_",  # V2 extended topology: leaf 0xB keeps the plain names
+    0x80000000: "e_",  # the vendor string again, as 0x80000001's e_ copies of leaf 1
+    0x80000001: "e_",
+    0x80000020: "amd_",  # AMD's memory bandwidth enforcement (Intel's is leaf 0x10)
+    0x80000021: "amd_",  # AMD's fsrs/fsrc bits (Intel's are in 7.1 EAX)
+    0x8000001D: "amd_",  # AMD's copy of leaf 4
+    0x80000026: "amd_",  # AMD's extended topology (leaf 0xB/0x1F keep the plain names)
+    0x80860000: "tra_",  # Transmeta's copy of the vendor string and of leaf 1
+    0x80860001: "tra_",
+}
+
+_LINUX = "the catalog uses Linux's name (cpufeatures.h, /proc/cpuinfo or the X86_FEATURE_ suffix)"
+_TYPO = "kcpuid misspells it; the catalog spells it as the SDM/APM and Linux do"
+_OURS = "a multi-bit field the catalog named before this check, used by the model and tests under that name"
+# (leaf, kcpuid name) -> (catalog name, reason): the only other names the catalog may give a kcpuid row.
+KCPUID_NAME_DIFFERS: dict[tuple[int, str], tuple[str, str]] = {
+    (0x1, "guest_status"): ("hypervisor", _LINUX),
+    (0x6, "turbo_boost"): ("ida", _LINUX),
+    (0x6, "hwp_capabilities"): ("hwp_highest_perf_change", _LINUX),
+    (0x6, "feedback_sz"): ("hfi_table_pages", _OURS),
+    (0x6, "this_lcpu_hwfdbk_idx"): ("hfi_row_index", _OURS),
+    (0x7, "leaf7_n_subleaves"): ("leaf7_max_subleaf", _OURS + " (it is the highest subleaf, not a count)"),
+    (0x7, "cet_ss"): ("shstk", _LINUX),
+    (0x7, "srdbs_ctrl"): ("srbds_ctrl", _TYPO),
+    (0x7, "rd_wr_msrlist"): ("msrlist", "the SDM's CPUID feature name MSRLIST"),
+    (0x7, "prefetchit_0_1"): ("prefetchiti", _LINUX),
+    (0x7, "ddp_ctrl"): ("ddpd_u", _LINUX),
+    (0xD, "xsave_sz_xcr0"): ("xsave_size_enabled", _OURS),
+    (0xD, "xsave_sz_max"): ("xsave_size_max", _OURS),
+    (0xD, "xsave_sz_xcr0_xss"): ("xsaves_size_enabled", _OURS),
+    (0xD, "xsave_sz"): ("xsave_comp_size", _OURS),
+    (0xD, "xsave_offset"): ("xsave_comp_offset", _OURS),
+    (0xD, "is_xss_bit"): ("xsave_comp_supervisor", _OURS),
+    (0xD, "compacted_xsave_64byte_aligned"): ("xsave_comp_align64", _OURS),
+    (0x10, "cdp_l3"): (
+        "cdp_l2",
+        "kcpuid names bit 2 of subleaves 1-2 after L3; in subleaf 2 it is L2's (X86_FEATURE_CDP_L2)",
+    ),
+    (0x14, "mtc_timing"): ("mtc", _OURS),
+    (0x14, "trace_transport_output"): ("output_subsys", _OURS),
+    (0x14, "ip_payloads_lip"): ("payloads_lip", _OURS),
+    (0x14, "mtc_periods_bmp"): ("mtc_periods", _OURS),
+    (0x14, "cycle_thresholds_bmp"): ("cycle_thresholds", _OURS),
+    (0x14, "psb_periods_bmp"): ("psb_periods", _OURS),
+    (0x80000008, "ibrs_fast"): ("ibrs_preferred", "the APM's name (IbrsPreferred)"),
+    (0x80000008, "ibpb_ret"): ("amd_ibpb_ret", _LINUX),
+    (0x8000001F, "sev_nested_paging"): ("sev_snp", _LINUX),
+    (0x8000001F, "rpmquery"): ("rmpquery", _TYPO),
+    (0x8000001F, "svsm_page_msr"): ("svsm", _LINUX),
+    (0x8000001F, "pte_cbit_pos"): ("c_bit_position", _OURS),
+    (0x8000001F, "phys_addr_reduction_nbits"): ("phys_addr_reduction", _OURS),
+    (0x8000001F, "enc_guests_max"): ("num_encrypted_guests", _OURS),
+    (0x8000001F, "min_sev_asid_no_sev_es"): ("min_sev_no_es_asid", _OURS),
+    (0x80000021, "fsgs_non_serializing"): ("wrmsr_xx_base_ns", _LINUX),
+    (0x80000021, "srso_uk_no"): ("srso_user_kernel_no", _LINUX),
+    (0x80000021, "srso_msr_fix"): ("srso_bp_spec_reduce", _LINUX),
+    (0x80000022, "lbr_v2"): ("amd_lbr_v2", _LINUX),
+    (0x80000022, "lbr_pmc_freeze"): ("amd_lbr_pmc_freeze", _LINUX),
+    (0xC0000001, "xstore"): ("rng", _LINUX),
+    (0xC0000001, "xstore_en"): ("rng_en", _LINUX),
+}
+
+# Registers the catalog keeps as one mask field where kcpuid names single bits (the per-component bits of
+# XCR0/IA32_XSS/SGX masks): the model reads them as masks, and test_xsave_component_fields_are_one_ranged_row_each
+# keeps 0xD.0 EAX a single field.  kcpuid's bits lie inside the mask.
+KCPUID_MASK_REGISTERS: dict[tuple[int, int, str], str] = {
+    (0xD, 0, "eax"): "xcr0_supported_lo",
+    (0xD, 0, "edx"): "xcr0_supported_hi",
+    (0xD, 1, "ecx"): "xss_supported_lo",
+    (0x12, 1, "eax"): "sgx_attributes_lo",
+    (0x12, 1, "ecx"): "sgx_xfrm_lo",
+}
+
+# kcpuid subleaf ranges the catalog covers only in part, with the reason.
+KCPUID_SUBLEAF_LIMITS: dict[int, tuple[int, str]] = {
+    0xD: (19, "XSAVE state components end at 19 (APX); describe_field keeps 0xD.20 unnamed, as the SDM defines none"),
+}
+
+
+def _catalog_field_for(k: KRow, sub: int) -> Field | None:
+    for f in catalog().in_register(k.leaf, sub, k.register):
+        if (f.hi, f.lo) == (k.hi, k.lo):
+            return f
+    return None
+
+
+def _name_ok(k: KRow, f: Field) -> bool:
+    if f.name == k.name or KCPUID_NAME_DIFFERS.get((k.leaf, k.name), ("", ""))[0] == f.name:
+        return True
+    prefix = KCPUID_PREFIXES.get(k.leaf)
+    taken_elsewhere = any(o.leaf != k.leaf for o in catalog().by_name(k.name))
+    return prefix is not None and f.name == prefix + k.name and taken_elsewhere
+
+
+def test_every_kcpuid_row_has_a_catalog_field_at_its_bits():
+    """Each row of kcpuid's table (leaf, every subleaf of its range, register, bits) has a catalog field at
+    exactly those bits (or inside a mask register), named as kcpuid names it or as the written rules allow."""
+    problems, checked = [], 0
+    used_names, used_masks, used_limits = set(), set(), set()
+    for k in _kcpuid_rows():
+        top = k.sub_hi
+        if k.leaf in KCPUID_SUBLEAF_LIMITS and top > KCPUID_SUBLEAF_LIMITS[k.leaf][0]:
+            top = KCPUID_SUBLEAF_LIMITS[k.leaf][0]
+            used_limits.add(k.leaf)
+        for sub in range(k.sub_lo, top + 1):
+            checked += 1
+            mask = KCPUID_MASK_REGISTERS.get((k.leaf, sub, k.register))
+            if mask is not None:
+                f = catalog().at(k.leaf, sub, k.register, k.lo)
+                if f is None or f.name != mask or f.hi < k.hi:
+                    problems.append(f"{k}: expected inside mask field {mask}, found {f}")
+                used_masks.add((k.leaf, sub, k.register))
+                continue
+            f = _catalog_field_for(k, sub)
+            if f is None:
+                near = [
+                    str(o) for o in catalog().in_register(k.leaf, sub, k.register) if _overlap(o.lo, o.hi, k.lo, k.hi)
+                ]
+                problems.append(
+                    f"{k}: no catalog field at {k.leaf:#x}.{sub}.{k.register}[{k.hi}:{k.lo}] (near: {near})"
+                )
+            elif not _name_ok(k, f):
+                problems.append(f"{k}: catalog names subleaf {sub} {f.name!r}, with no rule or reason for it")
+            elif f.name != k.name and (k.leaf, k.name) in KCPUID_NAME_DIFFERS:
+                used_names.add((k.leaf, k.name))
+    assert not problems, f"{len(problems)} kcpuid row(s) not covered:\n" + "\n".join(problems[:80])
+    assert checked > 2000, checked  # every subleaf of the ranged rows (0x4: 32, 0x18: 32, 0x8000001D: 32 ...)
+    assert set(KCPUID_NAME_DIFFERS) == used_names, f"stale: {sorted(set(KCPUID_NAME_DIFFERS) - used_names)}"
+    assert set(KCPUID_MASK_REGISTERS) == used_masks, f"stale: {sorted(set(KCPUID_MASK_REGISTERS) - used_masks)}"
+    assert set(KCPUID_SUBLEAF_LIMITS) == used_limits
+
+
+def test_kcpuid_prefixes_are_used_only_where_the_plain_name_is_taken():
+    for f in catalog():
+        prefix = KCPUID_PREFIXES.get(f.leaf)
+        if prefix is None or not f.name.startswith(prefix):
+            continue
+        plain = f.name[len(prefix) :]
+        krows = [k for k in _kcpuid_rows() if k.leaf == f.leaf and k.name == plain]
+        if krows:
+            others = [o for o in catalog().by_name(plain) if o.leaf != f.leaf]
+            assert others, f"{f}: prefixed although {plain!r} is free in the catalog"
+
+
+def test_every_kcpuid_leaf_is_catalogued():
+    kleaves = {k.leaf for k in _kcpuid_rows()}
+    assert {0x80860000, 0xC0000001, 0x80000026, 0x23} <= kleaves  # the Transmeta and Centaur ranges are there
+    assert kleaves <= set(catalog().leaves()), sorted(hex(x) for x in kleaves - set(catalog().leaves()))
+
+
+# --------------------------------------------------------------------------
+# 7. text: vendor and brand strings
+# --------------------------------------------------------------------------
+
+
+def _text_regs(text: str, n: int) -> list[int]:
+    raw = text.encode("latin-1").ljust(4 * n, b"\0")
+    return [int.from_bytes(raw[i : i + 4], "little") for i in range(0, 4 * n, 4)]
+
+
+def test_text_fields_are_whole_registers_of_the_catalog():
+    cat = catalog()
+    assert cat.text_fields() == TEXT_FIELDS  # every string decodable: all parts are in the catalog
+    for t in TEXT_FIELDS:
+        for name, sub in t.parts:
+            f = cat.resolve(name)
+            assert (f.hi, f.lo) == (31, 0) and f.sub_lo <= sub <= f.sub_hi, f"{t.name}: {f} cannot hold subleaf {sub}"
+    brand = [cat.resolve(n) for n, _ in next(t for t in TEXT_FIELDS if t.name == "brand").parts]
+    assert [(f.leaf, f.register) for f in brand] == [
+        (leaf, r) for leaf in (0x80000002, 0x80000003, 0x80000004) for r in ("eax", "ebx", "ecx", "edx")
+    ]
+    vendor = [cat.resolve(n) for n, _ in next(t for t in TEXT_FIELDS if t.name == "vendor").parts]
+    assert [(f.leaf, f.register) for f in vendor] == [(0, "ebx"), (0, "edx"), (0, "ecx")]
+
+
+def test_strings_decode_vendor_brand_and_hypervisor():
+    brand = "  Intel(R) Xeon(R) CPU @ 2.40GHz"  # leading blanks are kept, as the CPU returns them
+    b = _text_regs(brand, 12)
+    v = _text_regs("AuthenticAMD", 3)
+    entries = [
+        CpuidEntry(0, 0, 0, 0x10, v[0], v[2], v[1]),
+        CpuidEntry(0x40000000, 0, 0, 0x40000001, *_text_regs("KVMKVMKVM", 3)),
+        CpuidEntry(0x80000000, 0, 0, 0x80000004, v[0], v[2], v[1]),
+        *(CpuidEntry(0x80000002 + i, 0, 0, *b[4 * i : 4 * i + 4]) for i in range(3)),
+    ]
+    got = catalog().strings(CpuidTable(entries))
+    assert got == {"vendor": "AuthenticAMD", "ext_vendor": "AuthenticAMD", "brand": brand, "hypervisor": "KVMKVMKVM"}
+    assert list(got) == [t.name for t in TEXT_FIELDS if t.name in got]  # TEXT_FIELDS order
+
+
+def test_strings_skip_leaves_beyond_the_top_of_their_range():
+    v = _text_regs("GenuineIntel", 3)
+    b = _text_regs("some brand", 12)
+    entries = [
+        CpuidEntry(0, 0, 0, 0x16, v[0], v[2], v[1]),
+        CpuidEntry(0x80000000, 0, 0, 0x80000001),  # the brand leaves are above the top: stale answers
+        *(CpuidEntry(0x80000002 + i, 0, 0, *b[4 * i : 4 * i + 4]) for i in range(3)),
+        CpuidEntry(0x80860000, 0, 0, 0x2, 0x1, 0x2, 0x3),  # an Intel part answers with its highest basic leaf
+        CpuidEntry(0x21, 0, 0, 0, *_text_regs("IntelTDX    ", 3)),  # above leaf 0's top (0x16)
+    ]
+    assert catalog().strings(CpuidTable(entries)) == {"vendor": "GenuineIntel", "ext_vendor": ""}
+    # a missing leaf: no string at all
+    assert "brand" not in catalog().strings(CpuidTable(entries[:2] + entries[3:4]))
+
+
+# --------------------------------------------------------------------------
+# 8. decode coverage of every real dump
+# --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Coverage:
+    dump: str
+    entries: int
+    leaves: int  # distinct leaves in the dump
+    named: int  # of those, leaves the catalog decodes at least one field of
+    kcpuid: int  # leaves in the dump that kcpuid names
+    kcpuid_named: int  # of those, leaves the catalog decodes
+    unnamed: tuple[int, ...]  # leaves present with no decoded field
+
+
+def coverage(path: Path) -> Coverage:
+    table = load(path)
+    present = set(table.functions())
+    decoded = {f.leaf for f, _sub, _v in catalog().values(table)}
+    kleaves = {k.leaf for k in _kcpuid_rows()} & present
+    return Coverage(
+        f"{path.parent.name}/{path.name}",
+        len(table),
+        len(present),
+        len(present & decoded),
+        len(kleaves),
+        len(kleaves & decoded),
+        tuple(sorted(present - decoded)),
+    )
+
+
+def _runs(leaves: tuple[int, ...]) -> str:
+    """``0x3 0x8 0x8000000b-0x80000018``: consecutive leaves as one range."""
+    out: list[list[int]] = []
+    for x in leaves:
+        if out and x == out[-1][-1] + 1:
+            out[-1].append(x)
+        else:
+            out.append([x])
+    return " ".join(f"{r[0]:#x}" if len(r) == 1 else f"{r[0]:#x}-{r[-1]:#x}" for r in out) or "none"
+
+
+def coverage_table() -> str:
+    """The per-dump table of docs/catalog.md (Markdown)."""
+    rows = [coverage(p) for p in all_dumps()]
+    lines = [
+        "| dump | entries | leaves | with named fields | kcpuid leaves | kcpuid leaves named | leaves without names |",
+        "|---|---:|---:|---:|---:|---:|---|",
+    ]
+    for c in rows:
+        pct = f"{c.kcpuid_named}/{c.kcpuid} ({100 * c.kcpuid_named // c.kcpuid} %)"
+        unnamed = _runs(c.unnamed)
+        lines.append(f"| {c.dump} | {c.entries} | {c.leaves} | {c.named}/{c.leaves} | {c.kcpuid} | {pct} | {unnamed} |")
+    total_k = sum(c.kcpuid for c in rows)
+    total_kn = sum(c.kcpuid_named for c in rows)
+    total, named = sum(c.leaves for c in rows), sum(c.named for c in rows)
+    lines.append(
+        f"| **all {len(rows)} dumps** | {sum(c.entries for c in rows)} | {total} | {named}/{total} | {total_k} | "
+        f"{total_kn}/{total_k} ({100 * total_kn // total_k} %) | |"
+    )
+    return "\n".join(lines)
+
+
+@pytest.mark.parametrize("path", all_dumps(), ids=lambda p: p.name)
+def test_every_kcpuid_leaf_of_every_dump_has_named_fields(path):
+    c = coverage(path)
+    assert c.kcpuid_named == c.kcpuid, f"{c.dump}: kcpuid leaves without a decoded field: {c}"
+    # what stays unnamed is a leaf kcpuid has no row for either (reserved or undocumented ranges)
+    kleaves = {k.leaf for k in _kcpuid_rows()}
+    assert not set(c.unnamed) & kleaves
+
+
+def test_docs_show_the_current_coverage_table():
+    doc = (ROOT / "docs" / "catalog.md").read_text()
+    table = coverage_table()
+    assert table in doc, "docs/catalog.md's coverage table is out of date; it should read:\n" + table

@@ -14,10 +14,12 @@ def _decode(args) -> int:
     table = load(args.file, cpu=args.cpu, format=args.input_format)
     cat = catalog()
     values = cat.decode(table)
+    strings = cat.strings(table)
     if args.format == "json":
         doc = {
             "source": args.file,
             "vendor": table.vendor,
+            "strings": strings,
             "entries": table.as_dicts(),
             "features": cat.features(table),
             "fields": [
@@ -42,8 +44,14 @@ def _decode(args) -> int:
             f"{e.function:#10x} {e.index:>4} {e.flags:>5}  {e.eax:#010x} {e.ebx:#010x} {e.ecx:#010x} {e.edx:#010x}"
         )
     out.append("")
+    if strings:
+        out.append("strings:")
+        # JSON quoting shows the exact text: leading and trailing blanks, and any control byte escaped
+        out += [f"  {name:<18} {json.dumps(text)}" for name, text in strings.items()]
+        out.append("")
     out.append("fields:")
-    for fv in values:
+    # for people: subleaf by subleaf (each cache, each topology level together), catalog order within one
+    for fv in sorted(values, key=lambda fv: (fv.field.leaf, fv.subleaf)):
         f = fv.field
         if f.is_flag and not fv.value:
             continue

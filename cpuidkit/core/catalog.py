@@ -8,6 +8,12 @@ upstream KVM (``passthrough``, ``runtime``, ``derived``, ``vendor`` …; see
 
 ``describe_field(leaf, subleaf, register, bit)`` follows pyelftools'
 ``describe_*`` shape: a name for a known position, a neutral fallback otherwise.
+
+Some CPUID data is text spread over whole registers: the vendor string (leaf 0,
+repeated in 0x80000000), the brand string (0x80000002-0x80000004), the
+hypervisor signature and a few more.  :data:`TEXT_FIELDS` names the catalog
+fields that hold each string, first bytes first, and :meth:`Catalog.strings`
+decodes them from a table.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from cpuidkit.errors import InputError, LookupFailed
 if TYPE_CHECKING:  # the catalog reads tables but never builds one: no import at run time
     from cpuidkit.core.table import CpuidTable
 
-__all__ = ["Field", "Catalog", "catalog", "describe_field", "FieldValue"]
+__all__ = ["Field", "Catalog", "catalog", "describe_field", "FieldValue", "TextField", "TEXT_FIELDS"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +105,59 @@ def _field_value(f: Field, subleaf: int, value: int) -> FieldValue:
     return fv
 
 
+@dataclass(frozen=True, slots=True)
+class TextField:
+    """A string CPUID spreads over whole registers: the 32-bit catalog fields that hold it, first bytes first.
+
+    Each part is ``(field name, subleaf)``; the bytes of a register are its value in little-endian order, and
+    the text ends at the first NUL (bytes are read as Latin-1, so every byte stays one character).
+    """
+
+    name: str
+    description: str
+    parts: tuple[tuple[str, int], ...]
+
+
+def _parts(*names: str, subleaf: int = 0) -> tuple[tuple[str, int], ...]:
+    return tuple((n, subleaf) for n in names)
+
+
+TEXT_FIELDS: tuple[TextField, ...] = (
+    TextField("vendor", "CPU vendor string (leaf 0: EBX, EDX, ECX)", _parts(*(f"cpu_vendorid_{i}" for i in range(3)))),
+    TextField(
+        "ext_vendor",
+        "the vendor string again in leaf 0x80000000 (AMD and Hygon; empty on Intel)",
+        _parts(*(f"e_cpu_vendorid_{i}" for i in range(3))),
+    ),
+    TextField(
+        "brand", "processor brand string (0x80000002-0x80000004)", _parts(*(f"cpu_brandid_{i}" for i in range(12)))
+    ),
+    TextField(
+        "hypervisor",
+        "hypervisor signature (0x40000000: EBX, ECX, EDX)",
+        _parts(*(f"hypervisor_id_{i}" for i in range(3))),
+    ),
+    TextField(
+        "soc_brand",
+        "SoC vendor brand string (leaf 0x17, subleaves 1-3)",
+        tuple((f"vendor_brand_{c}", sub) for sub in (1, 2, 3) for c in "abcd"),
+    ),
+    TextField(
+        "tdx_vendor", "TDX vendor string (leaf 0x21: EBX, EDX, ECX)", _parts(*(f"tdx_vendorid_{i}" for i in range(3)))
+    ),
+    TextField(
+        "transmeta_vendor",
+        "Transmeta vendor string (0x80860000: EBX, EDX, ECX)",
+        _parts(*(f"tra_cpu_vendorid_{i}" for i in range(3))),
+    ),
+    TextField(
+        "transmeta_info",
+        "Transmeta information string (0x80860003-0x80860006)",
+        _parts(*(f"cpu_info_{i}" for i in range(16))),
+    ),
+)
+
+
 def _parse_bits(text: str, where: str, source: str) -> tuple[int, int]:
     try:
         if ":" in text:
@@ -145,6 +204,7 @@ class Catalog:
             else:
                 groups.append((f.leaf, tuple(f.subleaves), f.sub_lo != f.sub_hi, f.register, [member]))
         self._groups = tuple((leaf, subs, ranged, reg, tuple(members)) for leaf, subs, ranged, reg, members in groups)
+        self._texts: tuple[tuple[TextField, tuple[tuple[Field, int], ...]], ...] | None = None  # strings()' plan
 
     def __iter__(self) -> Iterator[Field]:
         return iter(self.fields)
@@ -264,6 +324,41 @@ class Catalog:
         """Every catalog field present in ``table``, with its value (KVM lookup rules)."""
         return [_field_value(f, sub, value) for f, sub, value in self.values(table)]
 
+    def text_fields(self) -> tuple[TextField, ...]:
+        """The strings of :data:`TEXT_FIELDS` this catalog can decode (every part a whole-register field)."""
+        return tuple(t for t, _ in self._text_plan())
+
+    def _text_plan(self) -> tuple[tuple[TextField, tuple[tuple[Field, int], ...]], ...]:
+        if self._texts is None:
+            plan = []
+            for t in TEXT_FIELDS:
+                parts = []
+                for name, sub in t.parts:
+                    f = next((f for f in self._by_name.get(name, ()) if f.sub_lo <= sub <= f.sub_hi), None)
+                    if f is None or f.width != 32:
+                        break
+                    parts.append((f, sub))
+                else:
+                    plan.append((t, tuple(parts)))
+            self._texts = tuple(plan)
+        return self._texts
+
+    def strings(self, table: CpuidTable) -> dict[str, str]:
+        """The text of every string in :data:`TEXT_FIELDS` whose registers are all in ``table`` (KVM lookup rules),
+        e.g. ``{"vendor": "GenuineIntel", "brand": "Intel(R) Xeon(R) ...", ...}``, in :data:`TEXT_FIELDS` order."""
+        out: dict[str, str] = {}
+        get = table.get
+        for t, parts in self._text_plan():
+            raw = bytearray()
+            for f, sub in parts:
+                e = get(f.leaf, sub)
+                if e is None or not _in_range(table, f.leaf):
+                    break
+                raw += getattr(e, f.register).to_bytes(4, "little")
+            else:
+                out[t.name] = bytes(raw).split(b"\0", 1)[0].decode("latin-1")
+        return out
+
     def features(self, table: CpuidTable) -> list[str]:
         """Names of the one-bit fields that are set, in catalog order (no duplicates)."""
         seen: dict[str, None] = {}
@@ -271,6 +366,22 @@ class Catalog:
             if fv.field.is_flag and fv.value:
                 seen.setdefault(fv.field.name, None)
         return list(seen)
+
+
+def _in_range(table: CpuidTable, leaf: int) -> bool:
+    """Whether ``leaf`` is at most the highest leaf of its range (leaf 0, 0x80000000, 0x80860000 ... report it).
+
+    A CPU answers a leaf beyond the top of a range with other data (Intel: the highest basic leaf's), and dumps
+    record such answers, e.g. 0x80860000 on Intel parts; their registers are no string.  The hypervisor range
+    is not checked: KVM reads a highest hypervisor leaf of 0 as 0x40000001.
+    """
+    base = leaf & 0xFFFF0000
+    if base == 0x40000000:
+        return True
+    e = table.get(base)
+    if e is None:
+        return False
+    return leaf <= e.eax and (base == 0 or e.eax <= base | 0xFFFF)
 
 
 @functools.cache
