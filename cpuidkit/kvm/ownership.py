@@ -15,8 +15,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from cpuidkit.core.bits import FieldRef
 from cpuidkit.core.catalog import Field, catalog
@@ -38,8 +37,9 @@ OWNERS = ("passthrough", "runtime", "vendor", "not-virtualized")
 FEATURE_LEAVES = {1, 6, 7, 0xD, 0x14, 0x19, 0x80000001, 0x80000007, 0x80000008, 0x8000001F, 0x80000021}
 
 
-@dataclass(frozen=True)
-class Ownership:
+class Ownership(NamedTuple):
+    """Who decides one field's value in the stored table (an immutable tuple: cheap to make by the hundred)."""
+
     field: Field
     subleaf: int
     value: int
@@ -69,39 +69,27 @@ def _vendor_masks(vendor: str, host: HostProfile) -> dict[tuple[int, int, str], 
 
 def as_dicts(items: Iterable[Ownership]) -> list[dict]:
     """``[o.as_dict() for o in items]``, without a method call per field."""
-    out: list[dict] = []
-    append = out.append
-    for o in items:
-        d = o.__dict__
-        f = d["field"]
-        append(
-            {
-                "name": f.name,
-                "leaf": f.leaf,
-                "subleaf": d["subleaf"],
-                "register": f.register,
-                "bits": f.bits,
-                "value": d["value"],
-                "owner": d["owner"],
-                "driver": d["driver"],
-            }
-        )
-    return out
+    return [
+        {
+            "name": f.name,
+            "leaf": f.leaf,
+            "subleaf": sub,
+            "register": f.register,
+            "bits": f.bits,
+            "value": value,
+            "owner": owner,
+            "driver": driver,
+        }
+        for f, sub, value, owner, driver in items
+    ]
 
 
 def _make(f: Field, subleaf: int, value: int, owner: str, driver: str | None) -> Ownership:
-    """``Ownership(...)`` without the frozen dataclass's per-attribute ``object.__setattr__`` calls."""
-    o = _new(Ownership)
-    d = o.__dict__
-    d["field"] = f
-    d["subleaf"] = subleaf
-    d["value"] = value
-    d["owner"] = owner
-    d["driver"] = driver
-    return o
+    """``Ownership(...)`` without the keyword handling of the generated ``__new__``."""
+    return _new(Ownership, (f, subleaf, value, owner, driver))
 
 
-_new = object.__new__
+_new = tuple.__new__
 
 
 def runtime_drivers(vcpu: SimulatedVcpu, table: CpuidTable) -> dict[tuple, str]:
@@ -167,14 +155,7 @@ def ownership(vcpu: SimulatedVcpu, table: CpuidTable | None = None) -> list[Owne
             # the common case: one subleaf, no runtime driver, no vendor bits, nothing to compare: passthrough
             sub, rv = info[0][0], info[0][1]
             for f, lo, ones in members:
-                o = _new(Ownership)
-                d = o.__dict__
-                d["field"] = f
-                d["subleaf"] = sub
-                d["value"] = (rv >> lo) & ones
-                d["owner"] = "passthrough"
-                d["driver"] = None
-                append(o)
+                append(_new(Ownership, (f, sub, (rv >> lo) & ones, "passthrough", None)))
             continue
         for f, lo, ones in members:
             flag = ones == 1
