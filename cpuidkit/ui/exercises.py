@@ -38,7 +38,7 @@ __all__ = [
     "check_xsave_size",
     "check_xcr0",
     "check_pool_maxphyaddr",
-    "check_sane_but_legal",
+    "check_accepted_but_illegal",
     "check_kernel_history",
     "check_review",
     "check_live_width",
@@ -148,8 +148,9 @@ def check_first_toggle(answer) -> Feedback:
         )
     return Feedback(
         False,
-        f"{got} is not what KVM says. kvm_check_cpuid() looks only at the entry count, the "
-        "linear-address width and AMX permission; clearing a feature bit touches none of them.",
+        f"{got} is not what KVM says. kvm_vcpu_ioctl_set_cpuid2() checks the entry count, then "
+        "kvm_check_cpuid() only the linear-address width and AMX permission; clearing a feature "
+        "bit touches none of them.",
     )
 
 
@@ -380,7 +381,7 @@ def check_pool_maxphyaddr(answer) -> Feedback:
 # -- 07 ----------------------------------------------------------------------------------------------
 
 
-def check_sane_but_legal(table) -> Feedback:
+def check_accepted_but_illegal(table) -> Feedback:
     """07: build a table that KVM accepts and the lint calls *illegal* (host sapphire-rapids, 6.18, vmx)."""
 
     if table is None:
