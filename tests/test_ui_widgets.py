@@ -285,3 +285,69 @@ def test_import_cpuidkit_does_not_load_the_ui():
 
     code = "import sys, cpuidkit; print(any(m.startswith('cpuidkit.ui') for m in sys.modules))"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
+
+
+def test_derived_line_follows_maxphyaddr_while_the_verdict_stays():
+    """Issue 13 item 2: the panel's "derived:" line is redrawn when only MAXPHYADDR changes."""
+    t = CpuidToggler(live=False)
+    before = t.verdict.data["verdict"]
+    t.widths.maxphyaddr.value = 46
+    assert "derived: MAXPHYADDR 46" in t.verdict.value
+    t.widths.maxphyaddr.value = 40
+    assert t.verdict.data["verdict"] == before
+    assert "derived: MAXPHYADDR 40" in t.verdict.value
+    assert "derived: MAXPHYADDR 46" not in t.verdict.value
+
+
+def test_width_slider_labels_are_not_cut():
+    """Issue 13 item 9: "MAXPHYADDR" gets the width it needs (not "maxphya…")."""
+    t = CpuidToggler(live=False)
+    assert t.widths.maxphyaddr.style.description_width == "initial"
+    assert t.widths.linear.style.description_width == "initial"
+
+
+def test_fleet_matrix_displays_as_an_image_without_an_inline_backend():
+    """Issue 13 item 1: display(fig) in an Output widget drew "<Figure size …>"."""
+    from IPython.core.formatters import DisplayFormatter
+
+    from cpuidkit.analysis.fleet import fleet
+    from cpuidkit.ui.plots import fleet_matrix
+
+    hosts = [HOST, HostProfile.resolve("cascade-lake")]
+    fig = fleet_matrix(fleet(hosts, kernel="6.18"))
+    data, _ = DisplayFormatter().format(fig)
+    assert data["image/png"][:4] == b"\x89PNG"
+
+
+def test_amx_permission_toggle_plays_the_amx_story():
+    """Issue 13 item 5: permission off → EPERM; on → accepted; TILECFG alone #GP at XSETBV, both ok."""
+    lab = Lab(host="sapphire-rapids")
+    w = W.AmxPermissionToggle(lab)
+    r = w.rows()
+    assert r["set_cpuid2_without"] == "rejected (EPERM)" and r["set_cpuid2_with"] == "accepted"
+    assert "EPERM" in r["xsetbv_tilecfg"]
+    w.permission.value = True
+    assert lab.state.xfeature_permission == 1 << 18
+    r = w.rows()
+    assert r["xsetbv_tilecfg"].startswith("#GP") and r["xsetbv_both"].startswith("ok")
+    assert "#GP" in w.note.value and "ok: XCR0 := 0x60003" in w.note.value
+    expected = check(
+        lab.table.set_field("0xd.0.eax[17]", 1).set_field("0xd.0.eax[18]", 1),
+        kernel=lab.kernel, vendor=lab.vendor, host=lab.host, state=VcpuSetup(xfeature_permission=1 << 18),
+    )
+    assert expected.accepted
+    lab.update(state=VcpuSetup())
+    assert w.permission.value is False
+
+
+def test_hover_on_a_multi_bit_field_names_the_bit():
+    """Issue 13 item 6: each bit of 0xD.0 EAX names its XCR0 component, not only xcr0_supported_lo."""
+    lab = Lab(host="sapphire-rapids")
+    g = W.BitGrid(lab, 0xD, 0, "eax")
+    tips = {b: cell[1] for b, cell in g.content(lab.view)["cells"].items()}
+    assert tips[11].startswith("bit 11: cet_u (XSAVE component 11)") and "xcr0_supported_lo" in tips[11]
+    assert tips[17].startswith("bit 17: amx_tilecfg") and tips[18].startswith("bit 18: amx_tiledata")
+    assert len({t.split(" · ")[0] for t in tips.values()}) == 32
+    # a single-bit flag keeps its own field name
+    g1 = W.BitGrid(lab, 0x1, 0, "ecx")
+    assert "xsave" in g1.content(lab.view)["cells"][26][1]

@@ -17,6 +17,7 @@ A design review's figures (the feature registers, the XSAVE layout against the h
 
 from __future__ import annotations
 
+import io
 from collections.abc import Mapping
 
 from cpuidkit.analysis import figures
@@ -146,6 +147,21 @@ def fleet_matrix(f, labels: bool | None = None, title: str | None = None):
     """A fleet's migration matrix (rows sources, columns destinations; green ok, yellow warnings, red blocked)."""
     if not isinstance(f, Fleet):
         raise InputError(f"must be a cpuidkit.analysis.fleet.Fleet, got {_inputs.kind(f)}", where="fleet")
-    return figures.plot_matrix(
-        f, labels=None if labels is None else _inputs.flag(labels, "labels"), title=_inputs.title(title)
+    return _inline(
+        figures.plot_matrix(
+            f, labels=None if labels is None else _inputs.flag(labels, "labels"), title=_inputs.title(title)
+        )
     )
+
+
+def _inline(fig):
+    """Give a closed figure its own PNG representation, so ``display(fig)`` draws it even inside an
+    ``Output`` widget with no inline backend registered (it would otherwise show ``<Figure size …>``)."""
+
+    def png() -> bytes:
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", bbox_inches="tight")
+        return buf.getvalue()
+
+    fig._repr_png_ = png
+    return fig

@@ -11,6 +11,7 @@ and a handful of widget messages.  Views:
 ``RegisterPicker``     choose the leaf/subleaf/register a grid shows
 ``WidthSliders``       MAXPHYADDR (0x80000008.EAX[7:0]) and linear width ([15:8])
 ``Xcr0Checkboxes``     one checkbox per XSAVE component; KVM_SET_XCRS and XSETBV results
+``AmxPermissionToggle`` arch_prctl(ARCH_REQ_XCOMP_GUEST_PERM): KVM_SET_CPUID2 and XSETBV for AMX
 ``KernelSelector``     the kernel version (named profiles of data/kernels.toml)
 ``VendorSelector``     vmx / svm / pvm
 ``HostPicker``         built-in host profiles, a dump file, or this machine ("live")
@@ -44,10 +45,11 @@ from cpuidkit.ui.widgets.pickers import HostPicker, KernelSelector, VendorSelect
 from cpuidkit.ui.widgets.toggler import CpuidToggler
 from cpuidkit.ui.widgets.vcpu_state import APIC_DEFAULT_BASE as APIC_DEFAULT_BASE
 from cpuidkit.ui.widgets.vcpu_state import RUNTIME_FIELDS as RUNTIME_FIELDS
-from cpuidkit.ui.widgets.vcpu_state import RuntimeTriggers, Xcr0Checkboxes, xsetbv_result
+from cpuidkit.ui.widgets.vcpu_state import AmxPermissionToggle, RuntimeTriggers, Xcr0Checkboxes, xsetbv_result
 from cpuidkit.ui.widgets.vcpu_state import runtime_view_html as runtime_view_html
 
 __all__ = [
+    "AmxPermissionToggle",
     "BitGrid",
     "RegisterPicker",
     "WidthSliders",

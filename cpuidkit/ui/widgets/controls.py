@@ -50,7 +50,7 @@ class WidthSliders(W.VBox, _View):
             layout=W.Layout(width="420px"),
         )
         for s in (self.maxphyaddr, self.linear):
-            s.style.description_width = "100px"
+            s.style.description_width = "initial"
         self.maxphyaddr.add_class("cpuidkit-maxphyaddr")
         self.linear.add_class("cpuidkit-linear-width")
         self.maxphyaddr.observe(lambda c: self._write(MAXPHYADDR, c["new"]), "value")

@@ -8,10 +8,11 @@ from collections.abc import Callable
 
 import ipywidgets as W
 
+from cpuidkit.core.xsave import XFEATURE_NAMES
 from cpuidkit.errors import CpuidkitError, InputError
 from cpuidkit.ui import _inputs
 from cpuidkit.ui._theme import CHANGED_OUTLINE, OWNER_COLOURS, legend_html, owner_colour
-from cpuidkit.ui.lab import Lab, LabView, check_scope
+from cpuidkit.ui.lab import BitInfo, Lab, LabView, check_scope
 from cpuidkit.ui.widgets._common import _View, error_html
 
 # -- the bit grid ----------------------------------------------------------------------------------
@@ -19,6 +20,29 @@ from cpuidkit.ui.widgets._common import _View, error_html
 
 def _px(n: int) -> str:
     return f"{n}px"
+
+
+# XSAVE component masks, one component per bit: (leaf, subleaf, register) -> the component number of bit 0
+_COMPONENT_REGISTERS = {(0xD, 0, "eax"): 0, (0xD, 0, "edx"): 32, (0xD, 1, "ecx"): 0, (0xD, 1, "edx"): 32}
+
+
+def bit_name(leaf: int, subleaf: int, register: str, bit: int) -> str | None:
+    """The name of one bit of a multi-bit field where the bit has its own (0xD.0 EAX/EDX and 0xD.1 ECX/EDX:
+    the XCR0/XSS component names), else None."""
+    base = _COMPONENT_REGISTERS.get((leaf, subleaf, register.lower()))
+    if base is None:
+        return None
+    return XFEATURE_NAMES.get(base + bit)
+
+
+def bit_tooltip(leaf: int, subleaf: int, register: str, info: BitInfo) -> str:
+    """A grid cell's hover text: the bit's own name first where a multi-bit field has one
+    (e.g. 0xD.0 EAX[11] "cet_u (XSAVE component 11)"), then the field it belongs to."""
+    name = bit_name(leaf, subleaf, register, info.bit)
+    if name is None or info.field is None or info.field.width <= 1:
+        return info.tooltip
+    n = _COMPONENT_REGISTERS[(leaf, subleaf, register.lower())] + info.bit
+    return f"bit {info.bit}: {name} (XSAVE component {n}) · in " + info.tooltip.removeprefix(f"bit {info.bit}: ")
 
 
 class BitGrid(W.VBox, _View):
@@ -57,6 +81,7 @@ class BitGrid(W.VBox, _View):
                     disabled=not self.editable,
                 )
                 btn.add_class("cpuidkit-bit")
+                btn.add_class(f"cpuidkit-bit-{b}")
                 btn.on_click(self._clicked(b))
                 self.buttons[b] = btn
                 btns.append(btn)
@@ -130,7 +155,12 @@ class BitGrid(W.VBox, _View):
         return {
             "title": title,
             "cells": {
-                i.bit: (str(i.requested), i.tooltip, owner_colour(i.owner), "bold" if i.requested else "normal")
+                i.bit: (
+                    str(i.requested),
+                    bit_tooltip(self.leaf, self.subleaf, self.register, i),
+                    owner_colour(i.owner),
+                    "bold" if i.requested else "normal",
+                )
                 for i in infos
             },
             "stored": {i.bit: _stored_cell(i.stored, i.stored is not None and i.stored != i.requested) for i in infos},

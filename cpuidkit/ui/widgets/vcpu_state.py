@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import html
+from dataclasses import replace
 
 import ipywidgets as W
 
 from cpuidkit.core.hosts import HostProfile
 from cpuidkit.core.xsave import XFEATURE_NAMES
-from cpuidkit.kvm.check import build_vcpu
+from cpuidkit.kvm.check import build_vcpu, check
 from cpuidkit.kvm.interface import CR4_OSXSAVE, CR4_PKE
 from cpuidkit.kvm.runtime import APICBASE_ENABLE, MISC_ENABLE_MWAIT
 from cpuidkit.kvm.xcr import evaluate_xcr0
@@ -266,6 +267,7 @@ class Xcr0Checkboxes(W.VBox, _View):
                         indent=False,
                         layout=W.Layout(width="190px"),
                     )
+                    cb.add_class(f"cpuidkit-xcr0-bit-{b}")
                     cb.observe(self._changed, "value")
                     self.boxes[b] = cb
                 self.grid.children = tuple(self.boxes.values())
@@ -280,3 +282,87 @@ class Xcr0Checkboxes(W.VBox, _View):
 
 def _state_xcr0(view: LabView) -> int:
     return view.state.xcr0 if view.state.xcr0 is not None else XCR0_RESET
+
+
+XTILECFG, XTILEDATA = 17, 18  # XCR0 bits of AMX's two XSAVE components
+XTILE_PERMISSION = 1 << XTILEDATA  # what arch_prctl(ARCH_REQ_XCOMP_GUEST_PERM, XFEATURE_XTILEDATA) grants
+_XCR0_BASE = 0x3  # x87 | SSE
+
+
+class AmxPermissionToggle(W.VBox, _View):
+    """The AMX story: ``arch_prctl(ARCH_REQ_XCOMP_GUEST_PERM, XFEATURE_XTILEDATA)`` as a checkbox on the
+    Lab's vCPU state (``VcpuSetup.xfeature_permission``), and underneath, for the Lab's table with
+    0xD.0 EAX[17] TILECFG and [18] TILEDATA enumerated: what KVM_SET_CPUID2 says without and with the
+    permission, and what a guest XSETBV does with TILECFG alone (#GP: the two go together) and with
+    TILECFG+TILEDATA (accepted once the table is)."""
+
+    def __init__(self, lab: Lab):
+        self._subscribe(lab, panel=False)  # a control and its own note; the verdict panel shows the Lab
+        self.permission = W.Checkbox(
+            description="arch_prctl(ARCH_REQ_XCOMP_GUEST_PERM, XFEATURE_XTILEDATA)",
+            value=bool((lab.state.xfeature_permission or 0) & XTILE_PERMISSION),
+            indent=False,
+            style={"description_width": "initial"},
+            layout=W.Layout(width="auto"),
+        )
+        self.permission.add_class("cpuidkit-amx-permission")
+        self.permission.observe(lambda c: self._act(lambda: self._grant(bool(c["new"]))), "value")
+        self.note = W.HTML()
+        self.note.add_class("cpuidkit-amx-note")
+        self.message = W.HTML()
+        super().__init__([self.permission, self.note, self.message])
+        self.refresh()
+
+    def _grant(self, on: bool) -> None:
+        perm = self.lab.state.xfeature_permission or 0
+        self.lab.update(
+            state=replace(
+                self.lab.state, xfeature_permission=perm | XTILE_PERMISSION if on else perm & ~XTILE_PERMISSION
+            )
+        )
+
+    def _on_lab(self, what: set) -> None:
+        self.refresh()
+
+    def rows(self) -> dict:
+        """The note's answers, as data: ``set_cpuid2`` without/with permission, ``xsetbv`` for TILECFG
+        alone and for TILECFG+TILEDATA on the Lab's current permission."""
+        lab = self.lab
+        table = lab.table.set_field(f"0xd.0.eax[{XTILECFG}]", 1).set_field(f"0xd.0.eax[{XTILEDATA}]", 1)
+        perm = lab.state.xfeature_permission or 0
+        answers: dict = {}
+        for name, p in (("without", perm & ~XTILE_PERMISSION), ("with", perm | XTILE_PERMISSION)):
+            out = check(
+                table,
+                kernel=lab.kernel,
+                vendor=lab.vendor,
+                host=lab.host,
+                state=replace(lab.state, xfeature_permission=p),
+            )
+            answers[f"set_cpuid2_{name}"] = "accepted" if out.accepted else f"rejected ({out.errno})"
+        v = build_vcpu(lab.kernel, lab.vendor, lab.host, lab.state)
+        try:
+            v.set_cpuid(table)
+        except Exception as e:  # noqa: BLE001 - a rejected table: XSETBV cannot be asked
+            answers["xsetbv_tilecfg"] = answers["xsetbv_both"] = f"— (KVM_SET_CPUID2 failed first: {e})"
+            return answers
+        for name, value in (("tilecfg", 1 << XTILECFG), ("both", (1 << XTILECFG) | (1 << XTILEDATA))):
+            r = evaluate_xcr0(v, _XCR0_BASE | value, cr4_osxsave=True)
+            answers[f"xsetbv_{name}"] = f"{r['xsetbv']}: {r['explanation']}"
+        return answers
+
+    def refresh(self) -> None:
+        on = bool((self.lab.state.xfeature_permission or 0) & XTILE_PERMISSION)
+        if self.permission.value != on:
+            self.permission.value = on
+        r = self.rows()
+        e = html.escape
+        value = (
+            "<div style='font-size:90%'>the Lab's table with 0xD.0 EAX[17] TILECFG and [18] TILEDATA:<br>"
+            f"KVM_SET_CPUID2 without permission: <b>{e(r['set_cpuid2_without'])}</b>; "
+            f"with permission: <b>{e(r['set_cpuid2_with'])}</b><br>"
+            f"guest XSETBV {_XCR0_BASE | 1 << XTILECFG:#x} (TILECFG alone): {e(r['xsetbv_tilecfg'])}<br>"
+            f"guest XSETBV {_XCR0_BASE | 3 << XTILECFG:#x} (TILECFG+TILEDATA): {e(r['xsetbv_both'])}</div>"
+        )
+        if self.note.value != value:
+            self.note.value = value
