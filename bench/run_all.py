@@ -1,6 +1,10 @@
 """`make bench`: measure every speed figure, print each against its goal, write bench/results.json.
 
-    python bench/run_all.py [N]     # N random model-vs-kernel agreement cases (default 2000)
+    python bench/run_all.py [N] [--lab-cases M] [--only GROUP,...]
+        N   random model-vs-kernel agreement cases on this machine's /dev/kvm (default 2000)
+        M   random cases per lab kernel (Debian 6.1 and 6.12 with kvm_amd in QEMU; default 10000)
+        --only: run only these groups (bench module names, ``agreement``, ``lab_agreement``) and keep
+            the other entries of an existing results.json
 
 Each figure comes from one bench/bench_*.py module's ``measure()``; a module
 that is missing or cannot run on this machine (no /dev/kvm, no chromium)
@@ -9,6 +13,7 @@ gives null with the reason.  Benchmarks report; they never fail the build.
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import json
 import sys
@@ -31,7 +36,11 @@ FIGURES = [
     ("fleet_1000_s", "bench_fleet", "fleet_1000_s", 2),
     ("cli_fuzz_tracebacks", "bench_cli_fuzz", "tracebacks", 0),
     ("cli_fuzz_hangs", "bench_cli_fuzz", "hangs", 0),
+    # the kernel lab (bench/bench_lab.py): the slowest call's median after boot, and the boot itself
+    ("lab_call_ms", "bench_lab", "lab_call_ms", 100),
+    ("lab_boot_s", "bench_lab", "lab_boot_s", 30),
 ]
+LAB_AGREEMENT_CASES = 10_000
 
 
 def _load(name: str):
@@ -44,13 +53,80 @@ def _load(name: str):
     return mod
 
 
+def _agreement(n: int, results: dict, notes: dict) -> None:
+    """The model-vs-kernel agreement over N seeded random scenarios (and every scripted one) on /dev/kvm."""
+    results.update(agreement_cases=None, agreement_agreed=None, agreement_ratio=None)
+    ag = _load("bench_agreement")
+    if ag is None:
+        notes["agreement"] = "bench/bench_agreement.py does not exist"
+        return
+    t = time.perf_counter()
+    try:
+        a = ag.measure(n, 1)
+        if a.get("cases"):
+            results["agreement_cases"] = a["cases"]
+            results["agreement_agreed"] = a["agreed"]
+            results["agreement_ratio"] = a["agreed"] / a["cases"]
+            results["agreement_scripted"] = a.get("scripted")
+            results["agreement_scripted_agreed"] = a.get("scripted_agreed")
+        else:
+            notes["agreement"] = a.get("note") or "no case could run here"
+    except Exception as e:
+        notes["agreement"] = f"{type(e).__name__}: {e}"
+        traceback.print_exc()
+    print(f"[bench_agreement took {time.perf_counter() - t:.1f} s]")
+
+
+def _lab_agreement(n: int, results: dict, notes: dict) -> None:
+    """Per lab kernel: the model's agreement with Debian's real kernel (bench/bench_lab_agreement.py)."""
+    results["lab_agreement"] = None
+    la = _load("bench_lab_agreement")
+    if la is None:
+        notes["lab_agreement"] = "bench/bench_lab_agreement.py does not exist"
+        return
+    t = time.perf_counter()
+    try:
+        r = la.measure(n, 1, log=print)
+    except Exception as e:
+        notes["lab_agreement"] = f"{type(e).__name__}: {e}"
+        traceback.print_exc()
+        return
+    finally:
+        print(f"[bench_lab_agreement took {time.perf_counter() - t:.1f} s]")
+    if "note" in r:
+        notes["lab_agreement"] = r["note"]
+        return
+    keep = (
+        "package", "package_version", "kernel_release", "cpu", "kernel", "vendor", "seed", "cases", "agreed",
+        "ratio", "scripted", "scripted_agreed", "kernel_answers", "agreed_answers", "disagreement_kinds",
+        "ms_per_random_case", "boot_s", "seconds",
+    )  # fmt: skip
+    results["lab_agreement"] = {k: {f: v.get(f) for f in keep} for k, v in r["kernels"].items()}
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    n_agreement = int(args[0]) if args else 2000
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("n", nargs="?", type=int, default=2000, help="random agreement cases on /dev/kvm")
+    parser.add_argument("--lab-cases", type=int, default=LAB_AGREEMENT_CASES, help="random cases per lab kernel")
+    parser.add_argument("--only", default="", help="comma-separated groups to run; other entries are kept")
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    n_agreement = args.n
+    only = {g.strip() for g in args.only.split(",") if g.strip()}
+    out_path = HERE / "results.json"
     results: dict = {}
     notes: dict = {}
+    if only and out_path.exists():  # a partial run updates the figures it measures and keeps the others
+        try:
+            results = json.loads(out_path.read_text(encoding="utf-8"))
+        except ValueError:
+            results = {}
+        notes = results.pop("notes", {}) or {}
+        for key in only | {key for key, module, _, _ in FIGURES if module in only}:
+            notes.pop(key, None)
     cache: dict = {}
-    for key, module, field, goal in FIGURES:
+    for key, module, field, _goal in FIGURES:
+        if only and module not in only:
+            continue
         if module not in cache:
             mod = _load(module)
             if mod is None:
@@ -69,27 +145,10 @@ def main(argv: list[str] | None = None) -> int:
             notes[key] = value
         elif results[key] is None:
             notes[key] = value.get("live_note") or value.get("note") or "not measurable here"
-    # the model-vs-kernel agreement over N seeded random scenarios (and every scripted one): no goal, a figure
-    results.update(agreement_cases=None, agreement_agreed=None, agreement_ratio=None)
-    ag = _load("bench_agreement")
-    if ag is None:
-        notes["agreement"] = "bench/bench_agreement.py does not exist"
-    else:
-        t = time.perf_counter()
-        try:
-            a = ag.measure(n_agreement, 1)
-            if a.get("cases"):
-                results["agreement_cases"] = a["cases"]
-                results["agreement_agreed"] = a["agreed"]
-                results["agreement_ratio"] = a["agreed"] / a["cases"]
-                results["agreement_scripted"] = a.get("scripted")
-                results["agreement_scripted_agreed"] = a.get("scripted_agreed")
-            else:
-                notes["agreement"] = a.get("note") or "no case could run here"
-        except Exception as e:
-            notes["agreement"] = f"{type(e).__name__}: {e}"
-            traceback.print_exc()
-        print(f"[bench_agreement took {time.perf_counter() - t:.1f} s]")
+    if not only or "lab_agreement" in only:
+        _lab_agreement(args.lab_cases, results, notes)
+    if not only or "agreement" in only:
+        _agreement(n_agreement, results, notes)
     if notes:
         results["notes"] = notes
     print()
@@ -105,9 +164,17 @@ def main(argv: list[str] | None = None) -> int:
               f"{results.get('agreement_scripted_agreed')}/{results.get('agreement_scripted')} scripted")
     else:
         print(f"{'model-vs-kernel agreement':<26} {'n/a':>12}")
+    for series, r in (results.get("lab_agreement") or {}).items():
+        label = f"lab {series} agreement"
+        print(
+            f"{label:<26} {r['agreed']:>5}/{r['cases']:<6} random cases ({100 * r['ratio']:.2f} %), "
+            f"{r['scripted_agreed']}/{r['scripted']} scripted  [{r['package']} {r['package_version']}]"
+        )
+        print(f"{'':<26} kernel answers (agreed/steps): "
+              + ", ".join(f"{e} {r['agreed_answers'].get(e, 0)}/{c}" for e, c in r["kernel_answers"].items()))
     for key, why in notes.items():
         print(f"  {key}: {why}")
-    atomic_write_text(HERE / "results.json", json.dumps(results, indent=1, sort_keys=True) + "\n")
+    atomic_write_text(out_path, json.dumps(results, indent=1, sort_keys=True) + "\n")
     print("\nwrote bench/results.json")
     return 0
 

@@ -66,6 +66,23 @@ def pytest_runtest_setup(item):
         pytest.skip(reason)
 
 
+LAB_SERIES = ("6.1", "6.12")  # the Debian kernels the lab boots (tests/test_lab.py, tests/test_lab_agreement.py)
+
+
+@pytest.fixture(scope="session", params=LAB_SERIES)
+def lab(request):
+    """One booted KernelLab per kernel for the whole session, shared by every test module that asks for it.
+
+    Session scope with parameters: pytest runs the tests of one kernel together (across modules), so
+    one kernel boots at a time; its QEMU is ended by pid when the next kernel's tests start or the
+    session ends.  Only tests marked ``lab`` may ask for it (the marker's check skips or fails first).
+    """
+    from cpuidkit.lab import KernelLab
+
+    with KernelLab(request.param, log=print) as booted:
+        yield booted
+
+
 @pytest.fixture(scope="session")
 def test_data() -> Path:
     if not DUMPS.is_dir():

@@ -1,6 +1,7 @@
 """The kernel lab (cpuidkit.lab): Debian's 6.1 and 6.12 kernels with kvm_amd, booted in QEMU.
 
-Tests marked ``lab`` boot real kernels (one boot per kernel for the module,
+Tests marked ``lab`` boot real kernels (one boot per kernel for the session, shared
+with tests/test_lab_agreement.py through the ``lab`` fixture of tests/conftest.py,
 plus five short boots: no QEMU is left behind, failures are clear); the first run
 downloads the two kernel packages into the lab cache.  The rest need nothing.
 Expected values are what the kernels themselves answer or what the KVM
@@ -30,9 +31,10 @@ from cpuidkit.lab import _protocol as proto
 from cpuidkit.lab.initramfs import init_script, is_static_elf
 from cpuidkit.lab.kernels import cache_root, compare_versions, module_order, package_pattern, read_modinfo
 from cpuidkit.lab.qemu import cpu_model, find_qemu, qemu_command, reap_stale_folders
+from conftest import LAB_SERIES
 
 lab_test = pytest.mark.lab
-SERIES = ("6.1", "6.12")
+SERIES = LAB_SERIES
 CR4_OSXSAVE = 1 << 18
 
 
@@ -225,10 +227,8 @@ def test_protocol_round_trips_tables_and_errors():
 # -- booted kernels ---------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module", params=SERIES)
-def lab(request):
-    with KernelLab(request.param, log=print) as booted:
-        yield booted
+# ``lab``: one booted KernelLab per kernel, session-scoped in tests/conftest.py (shared with
+# tests/test_lab_agreement.py, so each kernel boots once per session)
 
 
 @pytest.fixture()

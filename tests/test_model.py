@@ -9,10 +9,11 @@ from __future__ import annotations
 import pytest
 
 from cpuidkit import CpuidEntry, CpuidTable, KvmError
-from cpuidkit.kvm.check import check
+from cpuidkit.kvm.check import VcpuSetup, check
 from cpuidkit.core.hosts import HostProfile
 from cpuidkit.kvm.interface import CR4_OSXSAVE, CR4_PKE, MSR_IA32_APICBASE, MSR_IA32_MISC_ENABLE, MSR_IA32_XSS
 from cpuidkit.kvm.vcpu import SimulatedVcpu
+from cpuidkit.core.kernels import kernel_profile, modelled_kernel
 
 SPR = HostProfile.builtin("sapphire-rapids")  # AMX, PKU, 52-bit
 ROME = HostProfile.builtin("epyc-rome")
@@ -380,15 +381,24 @@ def test_cr4_before_the_first_set_cpuid(kernel, osxsave_ok):
     assert errno_of(v2.set_cr4, CR4_OSXSAVE) is None
 
 
-@pytest.mark.parametrize("kernel,installed", [("5.8", True), ("5.9", False)])
-def test_failed_set_before_59_installs_the_new_table(kernel, installed):
-    # before Xiaoyao Li's kvm_check_cpuid() (5.9) the width was checked after the entries were installed
+@pytest.mark.parametrize("kernel,left", [("5.8", "new"), ("5.9", "empty"), ("5.10", "old")])
+def test_what_a_failed_set_leaves_before_and_after_510(kernel, left):
+    # 5.8.1: the entries are copied into the vCPU and checked afterwards, and stay; 5.9.1 (kvm_check_cpuid on
+    # the installed entries) resets cpuid_nent to 0 on failure: an EMPTY table, nothing re-derived; 5.10.0
+    # (vmemdup_user + kvm_check_cpuid before the swap) keeps the old table
     small = CpuidTable(e for e in guest() if e.function in (0, 1, 6, 0x80000000, 0x80000008))  # < 80 entries
+    small = small.set_field("0x80000008.0.eax[7:0]", 40)
     v = vcpu(kernel)
     v.set_cpuid(small)
-    bad = small.set_field("0x80000008.0.eax[15:8]", 50).set_field("0x6.0.eax[0]", 1)
+    bad = small.set_field("0x80000008.0.eax[15:8]", 50).set_field("0x6.0.eax[0]", 1).set_field(
+        "0x80000008.0.eax[7:0]", 44
+    )
     assert errno_of(v.set_cpuid, bad) == "EINVAL"
-    assert (v.get_cpuid().get_field("0x80000008.0.eax[15:8]") == 50) == installed
+    got = v.get_cpuid()
+    width = got.get_field("0x80000008.0.eax[15:8]")
+    assert {"new": width == 50, "empty": len(got) == 0, "old": len(got) == len(small) and width != 50}[left], got
+    if left == "empty":
+        assert v.derived.maxphyaddr == 40  # what KVM derived from the previous table stays
 
 
 @pytest.mark.parametrize("kernel,found", [("5.15", False), ("5.16", True)])
@@ -417,8 +427,12 @@ def test_cr4_cet_from_618(kernel, cet_known):
     assert errno_of(v.set_cr4, cet) == (None if cet_known else "EINVAL")
 
 
-@pytest.mark.parametrize("kernel,pcid_rule", [("5.11", False), ("5.12", True)])
-def test_cr4_pcide_follows_pcid_from_512(kernel, pcid_rule):
+@pytest.mark.parametrize(
+    "kernel,pcid_rule", [("5.10", False), ("5.10.22", False), ("5.10.23", True), ("5.11", True), ("5.12", True)]
+)
+def test_cr4_pcide_follows_pcid_from_511_and_5_10_23(kernel, pcid_rule):
+    # 4683d758f48e "Supplement __cr4_reserved_bits() with X86_FEATURE_PCID check": 5.11-rc7 (5.10.0 lacks it,
+    # 5.11.0 has it), backported in 5.10.23 (its stable review lists it; 5.10.35 has it)
     v = vcpu(kernel)
     v.set_cpuid(guest().set_field("pcid", 0))
     assert bool(v.derived.cr4_reserved_bits & 1 << 17) == pcid_rule
@@ -471,3 +485,121 @@ def test_supported_cpuid_hides_tilecfg_too_from_64(kernel, cfg_shown):
     t = SPR.supported_cpuid(kernel=kernel_profile(kernel))
     assert t.get(0xD, 0).eax >> 18 & 1 == 0
     assert bool(t.get(0xD, 0).eax >> 17 & 1) == cfg_shown
+
+
+# -- KVM_SET_SREGS carries the APIC base (lab: Debian 6.1.192 / 6.12.117 with kvm_amd) --------------------
+
+
+@pytest.mark.parametrize("vendor", ["vmx", "svm", "pvm"])
+@pytest.mark.parametrize("kernel,refused", [("5.10", True), ("6.1", True), ("6.12", True), ("6.13", False), ("6.18", False)])
+@pytest.mark.parametrize("maxphyaddr", [0, 20, 31, 32, 36])
+def test_maxphyaddr_below_32_fails_every_sregs_write_before_613(kernel, refused, vendor, maxphyaddr):
+    # __set_sregs(_common) hands sregs->apic_base (the unchanged 0xfee00900) to kvm_set_apic_base, whose
+    # reserved bits start at MAXPHYADDR; from 6.13 kvm_apic_set_base returns 0 first for an unchanged value
+    # (live 6.18.44 + pvm: accepted; a changed base is still refused there, so it is not a vendor matter)
+    narrow = guest().set_field("0x80000008.0.eax[7:0]", maxphyaddr)
+    v = vcpu(kernel, vendor)
+    v.set_cpuid(narrow)
+    expected = "EINVAL" if refused and maxphyaddr < 32 else None
+    assert errno_of(v.set_cr4, 0) == expected
+    assert errno_of(v.run) == expected  # the probe sets CS through KVM_SET_SREGS first
+    assert v.has_run == (expected is None)  # refused there, the vCPU never entered...
+    if expected:
+        v.set_cpuid(guest())  # ...so a different table is still accepted
+    w = vcpu(kernel, vendor)
+    w.set_cpuid(narrow)  # a changed base above MAXPHYADDR is refused in every kernel
+    assert errno_of(w.set_msr, MSR_IA32_APICBASE, 0xFEE00100) == ("EINVAL" if maxphyaddr < 32 else None)
+
+
+def test_a_changed_apic_base_then_a_narrower_table_breaks_sregs():
+    v = vcpu("6.1", "svm", ROME)
+    v.set_cpuid(guest(ROME).set_field("0x80000008.0.eax[7:0]", 40))
+    v.set_msr(MSR_IA32_APICBASE, 0x1FEE00900)  # bit 32: fine with MAXPHYADDR 40
+    v.set_cpuid(guest(ROME).set_field("0x80000008.0.eax[7:0]", 32))  # now bit 32 is reserved
+    assert errno_of(v.set_cr4, 0) == "EINVAL"
+    assert vcpu("6.13", "svm", ROME).kernel_profile.flag("apic_base_unchanged_noop")
+
+
+# -- KVM_RUN with HLT exits disabled (lab: kvm_amd; live: pvm) ----------------------------------------------
+
+
+@pytest.mark.parametrize("vendor,answer", [("svm", "EIO"), ("vmx", "ETIMEDOUT"), ("pvm", None)])
+@pytest.mark.parametrize("kernel", ["6.1", "6.12", "6.18"])
+def test_run_with_hlt_exits_disabled_before_the_vcpu(kernel, vendor, answer):
+    # svm init_vmcb sets INTERCEPT_HLT only without kvm_hlt_in_guest (at vCPU creation): the probe's hlt
+    # sleeps until a host interrupt and resumes after it (lab: KVM_EXIT_IO); vmx keeps the HLT activity
+    # state (ETIMEDOUT); pvm intercepts HLT anyway (live 6.18.44)
+    v = vcpu(kernel, vendor)
+    v.disable_hlt_exits()
+    v.set_cpuid(guest())
+    assert errno_of(v.run) == answer
+    assert v.has_run  # the vCPU entered either way: the post-run SET rule applies
+    if answer:
+        assert errno_of(v.run) == answer  # every run
+
+
+@pytest.mark.parametrize("vendor", ["svm", "vmx"])
+def test_hlt_exits_disabled_after_the_vcpu_keep_the_intercept(vendor):
+    v = vcpu("6.1", vendor)
+    v.set_cpuid(guest())
+    v.disable_hlt_exits()  # accepted before 6.14, but the vCPU was set up with the HLT intercept
+    assert errno_of(v.run) is None
+    assert v.state.hlt_exits_disabled  # PV_UNHALT still follows kvm_hlt_in_guest()
+
+
+def test_check_reports_a_failed_run_as_a_state_error():
+    t = guest().set_field("0x80000008.0.eax[7:0]", 31)
+    out = check(t, kernel="6.1", vendor="vmx", host=SPR, state=VcpuSetup(has_run=True))
+    assert [e["step"] for e in out.state_errors] == ["run"] and out.verdict == "accepted"
+    assert check(t, kernel="6.18", vendor="vmx", host=SPR, state=VcpuSetup(has_run=True)).state_errors == ()
+
+
+# -- KVM_GET_CPUID2's nent on success (lab: 6.1.192 256, 6.12.117 the count) -------------------------------
+
+
+@pytest.mark.parametrize("kernel,reported", [("5.10", 256), ("6.1", 256), ("6.4", 256), ("6.5", 30), ("6.12", 30)])
+def test_get_cpuid2_nent_on_success(kernel, reported):
+    # ab322c43cce9 "Update number of entries for KVM_GET_CPUID2 on success, not failure" (kvm-x86-misc-6.5):
+    # before it nent was written only on the error path, which x86.c never copies back
+    v = vcpu(kernel, "svm")
+    v.set_cpuid(CpuidTable(guest().entries[:30]))
+    assert v.get_cpuid2_nent(256) == reported
+    assert v.get_cpuid2_nent(30) == 30
+    assert errno_of(v.get_cpuid2_nent, 29) == "E2BIG"
+    assert len(v.get_cpuid()) == 30
+
+
+# -- stable releases -------------------------------------------------------------------------------------
+
+
+def test_point_releases_take_their_stable_rows():
+    # 6.18.0-6.18.2 lack e2b43fb25243 (leftymods/linux-6.18.y v6.18.2 / v6.18.3); the 6.18 profile is 6.18.y
+    assert modelled_kernel("6.18.1") == "6.18"
+    assert not kernel_profile("6.18.1").flag("set_cpuid_refreshes_current")
+    assert kernel_profile("6.18.3").flag("set_cpuid_refreshes_current")
+    assert kernel_profile("6.18").flag("set_cpuid_refreshes_current")
+    assert kernel_profile("6.18.44") == kernel_profile("6.18") != kernel_profile("6.18.2")
+    notes = kernel_profile("6.18").stable_notes()
+    assert any("6.18.0 to 6.18.2" in n and "set_cpuid_refreshes_current" in n for n in notes)
+    assert kernel_profile("6.18.2").stable_notes() and not kernel_profile("6.18.5").stable_notes()
+    assert "releases 6.18.0 to 6.18.2" in kernel_profile("6.18.2").source("set_cpuid_refreshes_current")
+    # 5.10.y: the GET_CPUID2 copy fix from 5.10.15, PCIDE from 5.10.23; the 5.10 profile is 5.10.0
+    assert kernel_profile("5.10").value("get_cpuid2_copies_entries") == "false"
+    assert kernel_profile("5.10.14").value("get_cpuid2_copies_entries") == "false"
+    assert kernel_profile("5.10.15").value("get_cpuid2_copies_entries") == "true"
+    assert {n.split(":")[0] for n in kernel_profile("5.10").stable_notes()} == {
+        "5.10.15 and later 5.10.y", "5.10.23 and later 5.10.y"
+    }
+
+
+def test_618_0_to_2_reject_the_stale_readback_after_run():
+    # the lazy-update regression (6.15 to 6.18.2): a pending runtime update is not applied before the
+    # post-run comparison, so re-setting the stale table fails; 6.18.3 and later accept it
+    t = guest()
+    for release, ok in (("6.17", False), ("6.18.1", False), ("6.18.2", False), ("6.18", True), ("6.18.3", True)):
+        v = vcpu(release)
+        v.set_cpuid(t)
+        readback = v.get_cpuid()  # what the VMM read before the trigger
+        v.run()
+        v.set_cr4(CR4_OSXSAVE)  # a trigger: only marked dirty (lazy updates)
+        assert errno_of(v.set_cpuid, readback) == (None if ok else "EINVAL"), release

@@ -52,6 +52,22 @@ XCR0_AVX512 = 0b111 << 5
 XCR0_XTILE = 0b11 << 17
 XFEATURE_MASK_EXTEND = ~0b11 & ((1 << 64) - 1)
 MAX_MSR_INDEX = 0xFFFF_FFFF
+MAX_GET_CPUID2_NENT = 4096  # the largest buffer get_cpuid2_nent() asks with (LabVcpu allocates it)
+HLT_IN_GUEST = {  # run_with_hlt_exits_disabled: what the probe guest's hlt does once HLT exits are off
+    "resumes_after_hlt": (
+        "EIO",
+        "HLT exits were disabled before the vCPU was created, so the vendor module does not intercept "
+        "the guest's hlt: the guest sleeps until a host interrupt, and on SVM (no HLT activity state in the "
+        "VMCB) resumes after the hlt and runs into the zero bytes behind it, which end in KVM_EXIT_IO "
+        "(in port 0), not KVM_EXIT_HLT",
+    ),
+    "stays_halted": (
+        "ETIMEDOUT",
+        "HLT exits were disabled before the vCPU was created, so the vendor module does not intercept "
+        "the guest's hlt: VMX keeps the guest in its HLT activity state until KVM injects an event "
+        "(vmx_clear_hlt), none comes, and KVM_RUN never returns KVM_EXIT_HLT",
+    ),
+}
 
 
 @functools.lru_cache(maxsize=256)
@@ -77,6 +93,9 @@ class SimulatedVcpu:
         self._dirty = False  # lazy runtime updates (6.15+): a trigger happened since the last refresh
         self.has_run = False
         self._vcpu_created = False
+        # KVM_CAP_X86_DISABLE_EXITS(HLT) before the vCPU existed: the vendor module then set the vCPU up
+        # without a HLT intercept (svm init_vmcb, vmx exec controls are fixed at vCPU creation)
+        self._hlt_in_guest = False
         self.xfeature_perm = self.host.default_guest_perm()
         self.derived: Derived = _empty_derived(self.host, self.kernel_profile, vendor)
         self.closed = False
@@ -185,8 +204,14 @@ class SimulatedVcpu:
         failure = self._check(incoming)
         if failure is not None:
             if not k.flag("check_before_install"):
-                # before 5.9 the new table was installed first and checked afterwards
-                self._install(incoming)
+                # before 5.10 the new table was copied into the vCPU first and checked afterwards: before 5.9
+                # it then stayed installed; 5.9 reset cpuid_nent to 0, leaving an EMPTY table and the state
+                # derived from the previous one (failed_set_keeps_old)
+                if k.value("failed_set_keeps_old") == "emptied":
+                    self._stored = CpuidTable()
+                    self._dirty = False
+                else:
+                    self._install(incoming)
             raise failure
         self._install(incoming)
 
@@ -264,6 +289,20 @@ class SimulatedVcpu:
             self._refresh()
         return CpuidTable._of(self._stored, source="KVM_GET_CPUID2 (model)")
 
+    def get_cpuid2_nent(self, nent: int = MAX_GET_CPUID2_NENT) -> int:
+        """What one KVM_GET_CPUID2 with room for ``nent`` entries leaves in ``nent``.
+
+        E2BIG (``nent`` left as passed) when fewer than the stored entries fit; on success the stored
+        count from 6.5 (ab322c43cce9), but ``nent`` unchanged before: ask a 6.1 kernel with 256 and it
+        answers 256 for a table of 30 (``get_cpuid2_nent_on_success``).
+        """
+        op = "KVM_GET_CPUID2"
+        self._vcpu(op)
+        if isinstance(nent, bool) or not isinstance(nent, int) or not 0 <= nent <= MAX_GET_CPUID2_NENT:
+            raise InputError(f"nent must be an integer in 0..{MAX_GET_CPUID2_NENT}, got {nent!r}", where="nent")
+        count = len(self.get_cpuid(nent))  # E2BIG as KVM_GET_CPUID2 gives it
+        return count if self.kernel_profile.value("get_cpuid2_nent_on_success") == "set_to_count" else nent
+
     # -- runtime triggers -----------------------------------------------------------
     def set_cr4(self, value: int) -> None:
         """KVM_SET_SREGS with a new CR4: refused with EINVAL if a bit is reserved; OSXSAVE/PKE toggles update CPUID."""
@@ -286,6 +325,9 @@ class SimulatedVcpu:
             raise self._err(
                 "EINVAL", "cr4_reserved_from_cpuid", f"CR4 {value:#x} is outside the vendor module's fixed CR4 mask", op
             )
+        failure = self._sregs_apic_base_error(op)
+        if failure is not None:
+            raise failure
         old = self.state.cr4
         self.state.cr4 = value
         if (old ^ value) & (CR4_OSXSAVE | CR4_PKE):
@@ -331,16 +373,44 @@ class SimulatedVcpu:
         self._vcpu("KVM_GET_XCRS")
         return self.state.xcr0
 
+    def _apic_base_reserved(self) -> tuple[int, bool]:
+        """``kvm_set_apic_base``'s reserved bits for this vCPU now, and whether guest CPUID has X2APIC."""
+        leaf1 = self._stored.get(1)
+        has_x2apic = bool(leaf1 and leaf1.ecx >> 21 & 1)
+        reserved = reserved_gpa_bits(self.derived.maxphyaddr) | 0x2FF | (0 if has_x2apic else 1 << 10)
+        return reserved & ((1 << 64) - 1), has_x2apic
+
+    def _sregs_apic_base_error(self, op: str) -> KvmError | None:
+        """KVM_SET_SREGS hands the APIC base it carries to ``kvm_set_apic_base`` (host-initiated).
+
+        The backends' SREGS writes carry the current base (KVM_GET_SREGS, then only CR4 or CS changed), so
+        before 6.13 the reserved-bit test runs on it again: with a guest MAXPHYADDR below 32 the default
+        0xFEE00000 is reserved and every KVM_SET_SREGS fails, even with CR4 = 0.  From 6.13 an unchanged
+        base returns early (``apic_base_unchanged_noop``).
+        """
+        k = self.kernel_profile
+        if not k.flag("sregs_apic_base_checked") or k.flag("apic_base_unchanged_noop"):
+            return None
+        value = self.state.apic_base
+        reserved, has_x2apic = self._apic_base_reserved()
+        if not value & reserved:
+            return None
+        return self._err(
+            "EINVAL",
+            "sregs_apic_base_checked",
+            f"KVM_SET_SREGS re-validates the APIC base it carries ({value:#x}), and bits {value & reserved:#x} "
+            f"of it are reserved for this vCPU (GPA bits ≥ MAXPHYADDR {self.derived.maxphyaddr}, bits 0-7 and 9"
+            f"{'' if has_x2apic else ', and EXTD without X2APIC'})",
+            op,
+        )
+
     def set_msr(self, index: int, value: int) -> None:
         """KVM_SET_MSRS (host-initiated) for IA32_APIC_BASE, IA32_MISC_ENABLE and IA32_XSS."""
         op = "KVM_SET_MSRS"
         self._vcpu(op)
         self._check_msr(index, value)
         if index == MSR_IA32_APICBASE:
-            leaf1 = self._stored.get(1)
-            has_x2apic = bool(leaf1 and leaf1.ecx >> 21 & 1)
-            reserved = reserved_gpa_bits(self.derived.maxphyaddr) | 0x2FF | (0 if has_x2apic else 1 << 10)
-            reserved &= (1 << 64) - 1
+            reserved, has_x2apic = self._apic_base_reserved()
             if value & reserved and not (
                 value == self.state.apic_base and self.kernel_profile.flag("apic_base_unchanged_noop")
             ):
@@ -451,6 +521,8 @@ class SimulatedVcpu:
                 "KVM_ENABLE_CAP",
             )
         self.state.hlt_exits_disabled = True
+        if not self._vcpu_created:
+            self._hlt_in_guest = True  # a vCPU created later gets no HLT intercept
 
     def grant_xfeature_permission(self, mask: int) -> None:
         """arch_prctl(ARCH_REQ_XCOMP_GUEST_PERM): only features the host supports can be granted."""
@@ -469,9 +541,34 @@ class SimulatedVcpu:
             self.xfeature_perm |= 1 << bit
 
     def run(self) -> None:
-        """KVM_RUN: the vCPU has now entered the guest (this turns on the post-run SET_CPUID2 rule)."""
-        self._vcpu("KVM_RUN")
+        """KVM_RUN of the backends' real-mode ``hlt`` probe: the vCPU enters the guest (this turns on the
+        post-run SET_CPUID2 rule) and the ``hlt`` exits to the VMM.
+
+        The backends set CS through KVM_SET_SREGS first, so the SREGS rules come first (EINVAL, and the
+        vCPU has not entered: ``sregs_apic_base_checked``).  With HLT exits disabled before the vCPU was
+        created, the vendor module does not intercept ``hlt`` (``run_with_hlt_exits_disabled``): the vCPU
+        enters, but KVM_RUN ends without KVM_EXIT_HLT (svm: EIO, vmx: ETIMEDOUT; pvm intercepts ``hlt``
+        anyway, measured).
+        """
+        op = "KVM_RUN"
+        self._vcpu(op)
+        failure = self._sregs_apic_base_error("KVM_SET_SREGS")
+        if failure is not None:
+            raise failure
         self.has_run = True
+        if self._hlt_in_guest:
+            how = self._hlt_in_guest_outcome()
+            if how in HLT_IN_GUEST:
+                errno_name, why = HLT_IN_GUEST[how]
+                raise self._err(errno_name, "run_with_hlt_exits_disabled", why, op)
+
+    def _hlt_in_guest_outcome(self) -> str:
+        """This vendor's entry of ``run_with_hlt_exits_disabled`` (``vmx=stays_halted;svm=…;pvm=hlt_exit``)."""
+        for item in self.kernel_profile.value("run_with_hlt_exits_disabled").split(";"):
+            vendor, _, how = item.partition("=")
+            if vendor.strip() == self.vendor:
+                return how.strip()
+        return "hlt_exit"
 
     # -- views ------------------------------------------------------------------------
     @property

@@ -15,6 +15,9 @@ Requests (``op``):
 ``vcpu.new``        a new LiveVcpu (KVM_CREATE_VM); returns a handle and its attributes
 ``vcpu.call``       a method of a LiveVcpu (``method`` from :data:`VCPU_METHODS`)
 ``vcpu.close``      close one
+``vcpu.get_cpuid2_nent`` one raw KVM_GET_CPUID2 with room for ``nent`` entries: the ``nent`` the kernel leaves
+``vcpu.batch``      several ``vcpu.call``s in one round trip: ``[method, args]`` each; per call its result or
+                    the errno name of its KvmError (any other failure fails the request)
 ``supported_cpuid`` / ``emulated_cpuid`` / ``capabilities`` / ``xfeature_permissions``
 ``cpuid_instruction`` what the CPUID instruction returns in the guest (QEMU's CPU model)
 ``info``            uname, vendor module, Python version (also sent with ``ready``)
@@ -34,8 +37,9 @@ import traceback
 
 from cpuidkit.errors import KvmError
 from cpuidkit.lab import _protocol as proto
-from cpuidkit.live import LiveVcpu, host_cpuid_table, kvm_capabilities, supported_cpuid, xfeature_permissions
-from cpuidkit.live._sys import detect_vendor, kernel_version
+from cpuidkit.live import LiveVcpu, _abi, host_cpuid_table, kvm_capabilities, supported_cpuid, xfeature_permissions
+from cpuidkit.live._explain import kvm_error
+from cpuidkit.live._sys import detect_vendor, ioctl_errno, kernel_version
 
 VCPU_METHODS = frozenset(
     {
@@ -72,6 +76,27 @@ def find_port(name: str = proto.PORT_NAME, sys_class: str = "/sys/class/virtio-p
         except OSError:
             continue
     raise SystemExit(f"cpuidkit-lab agent: no virtio-serial port named {name} (saw {ports})")
+
+
+MAX_NENT = 4096  # the largest KVM_GET_CPUID2 buffer vcpu.get_cpuid2_nent allocates
+
+
+def raw_get_cpuid2_nent(vcpu: LiveVcpu, nent: int) -> int:
+    """One KVM_GET_CPUID2 with room for ``nent`` entries; the ``nent`` the kernel leaves in the header.
+
+    LiveVcpu.get_cpuid() hides this (it finds the count by bisection where the kernel does not report
+    it); here the kernel's own answer is the result: 6.1 leaves ``nent`` as passed, 6.5+ writes the count.
+    A refusal (E2BIG when fewer than the stored entries fit) is raised as the KvmError it is.
+    """
+    if isinstance(nent, bool) or not isinstance(nent, int) or not 0 <= nent <= MAX_NENT:
+        raise ValueError(f"nent must be an integer in 0..{MAX_NENT}, got {nent!r}")
+    fd = vcpu._vcpu("KVM_GET_CPUID2")  # creates the vCPU on first use, as every vCPU call does
+    buf = _abi.cpuid2_buffer(max(nent, 1))()
+    buf.nent = nent
+    err = ioctl_errno(fd, _abi.KVM_GET_CPUID2, buf)
+    if err:
+        raise kvm_error(err, "KVM_GET_CPUID2", f"asking with room for {nent} entries")
+    return int(buf.nent)
 
 
 def guest_info() -> dict:
@@ -146,6 +171,23 @@ class Agent:
                 "vendor_note": vcpu.vendor_note,
                 "device": vcpu.device,
             }
+        if op == "vcpu.batch":
+            vcpu = self._vcpu(request)
+            out: list[list] = []
+            for method, args in proto.decode_value(request.get("calls", [])):
+                if method not in VCPU_METHODS and method != "get_cpuid2_nent":
+                    raise ValueError(f"method {method!r} is not served by the lab agent")
+                try:
+                    if method == "get_cpuid2_nent":
+                        value = raw_get_cpuid2_nent(vcpu, *args)
+                    else:
+                        value = getattr(vcpu, method)(*args)
+                    out.append([value, None])
+                except KvmError as e:
+                    out.append([None, e.errno_name])
+            return out
+        if op == "vcpu.get_cpuid2_nent":
+            return raw_get_cpuid2_nent(self._vcpu(request), proto.decode_value(request.get("nent")))
         if op == "vcpu.close":
             closing = self.vcpus.pop(int(request["handle"]), None)
             if closing is not None:

@@ -129,6 +129,34 @@ class LabVcpu:
         kwargs = {} if code is None else {"code": bytes(code)}
         self._call("run", None if timeout is None else run_seconds(timeout, "timeout"), **kwargs)
 
+    # -- beyond the protocol ----------------------------------------------------------------
+    def get_cpuid2_nent(self, nent: int = 256) -> int:
+        """One raw KVM_GET_CPUID2 with room for ``nent`` entries: the ``nent`` the guest kernel leaves.
+
+        :meth:`get_cpuid` always returns exactly the stored entries; this shows what the kernel itself
+        reports (Debian's 6.1: ``nent`` unchanged on success, 256 for 30 entries; 6.12: the count), as
+        :meth:`cpuidkit.kvm.vcpu.SimulatedVcpu.get_cpuid2_nent` predicts.  E2BIG raises.
+        """
+        if self.closed:
+            raise KvmError(
+                "EBADF", "this LabVcpu (or its KernelLab) is closed; create a new one", operation="KVM_GET_CPUID2"
+            )
+        return self._lab.request("vcpu.get_cpuid2_nent", handle=self._handle, nent=int(nent))
+
+    def batch(self, calls: list[tuple[str, tuple]]) -> list[tuple[object, str | None]]:
+        """Several calls in one round trip to the guest: ``[(method, args), ...]`` → ``[(result, errno), ...]``.
+
+        Each call is made in order on this vCPU; a refused one gives ``(None, errno name)`` and the next
+        calls still run (what a sequence of separate calls catching :class:`~cpuidkit.KvmError` would see).
+        ``method`` is one of the Vcpu calls or ``get_cpuid2_nent``.
+        """
+        if self.closed:
+            raise KvmError("EBADF", "this LabVcpu (or its KernelLab) is closed; create a new one", operation="batch")
+        answers = self._lab.request(
+            "vcpu.batch", handle=self._handle, calls=[[method, list(args)] for method, args in calls]
+        )
+        return [(value, errno_name) for value, errno_name in answers]
+
     # -- beyond the protocol (as LiveVcpu) ------------------------------------------------
     def supported_cpuid(self) -> CpuidTable:
         return self._call("supported_cpuid")
