@@ -10,14 +10,17 @@ PYTEST_ARGS ?=
 
 # JupyterLab bound to loopback only, with Jupyter's normal token (never disabled).
 # (--allow-root only when running as root, where Jupyter refuses to start without it)
-LAB_CMD = $(BIN)/jupyter lab --ServerApp.ip=127.0.0.1 --ServerApp.root_dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root)
+# PORT=NNNN picks the port (default: JupyterLab 8888, Voila 8866, each trying the next ones when taken);
+# remote trainees reach it through an SSH tunnel (docs/trainer-guide.md).
+PORT ?=
+LAB_CMD = $(BIN)/jupyter lab --ServerApp.ip=127.0.0.1 --ServerApp.root_dir=notebooks $(if $(PORT),--ServerApp.port=$(PORT)) $(if $(filter 0,$(shell id -u)),--allow-root)
 
 # Voila presentation of one notebook for design reviews: code hidden, widgets live,
 # loopback only, with a token Voila generates and prints in the URL.
 NB ?=
-PRESENT_CMD = $(BIN)/voila --Voila.ip=127.0.0.1 --no-browser --token --strip_sources=True
+PRESENT_CMD = $(BIN)/voila --Voila.ip=127.0.0.1 $(if $(PORT),--Voila.port=$(PORT)) --no-browser --token --strip_sources=True
 
-.PHONY: lab test static bench present setup-notebooks setup-test system-deps clean help
+.PHONY: lab test static bench present course-docs setup-notebooks setup-test system-deps clean help kernels kernel-answers
 
 help:
 	@echo "make lab    - set up and open JupyterLab on notebooks/ (no /dev/kvm needed)"
@@ -25,6 +28,9 @@ help:
 	@echo "make present NB=notebooks/09-design-review-walkthrough.ipynb - one notebook as a Voila app (code hidden)"
 	@echo "make bench  - measure every speed figure (writes bench/results.json)"
 	@echo "make static - import contracts, ruff and mypy (also part of make test)"
+	@echo "make course-docs - regenerate docs/answer-key.md and docs/call-path.svg (a test checks they are current)"
+	@echo "make kernels - fetch the kernel lab's Debian 6.1 and 6.12 kernels (apt, ~20 s and ~40 MB once)"
+	@echo "make kernel-answers - ask the lab kernels and /dev/kvm notebook 08's questions (data/kernel-answers.json)"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -86,6 +92,20 @@ test: setup-test system-deps
 # Every speed figure against its goal; writes bench/results.json (benchmarks never fail the build).
 bench: setup-test
 	$(BIN)/python bench/run_all.py
+
+# The kernel lab's kernels (docs/lab.md): the newest Debian 6.1 and 6.12 images apt offers, downloaded and
+# unpacked into ~/.cache/cpuidkit/lab with their initramfs (about 20 s and 40 MB the first time; nothing boots).
+kernels: setup-test system-deps
+	$(BIN)/python tools/record_kernel_answers.py --fetch-only
+
+# Notebook 08's recorded answers: boots each lab kernel (~10 s each) and asks /dev/kvm, rewrites
+# data/kernel-answers.json (each record names its kernel package and version).
+kernel-answers: setup-test system-deps
+	$(BIN)/python tools/record_kernel_answers.py
+
+# The trainers' answer key (from the exercises' answer functions) and the call-path figure (from data/call-path.csv).
+course-docs: setup-notebooks
+	$(BIN)/python tools/make_course_docs.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache

@@ -3,8 +3,8 @@
     python bench/run_all.py [N] [--lab-cases M] [--only GROUP,...]
         N   random model-vs-kernel agreement cases on this machine's /dev/kvm (default 2000)
         M   random cases per lab kernel (Debian 6.1 and 6.12 with kvm_amd in QEMU; default 10000)
-        --only: run only these groups (bench module names, ``agreement``, ``lab_agreement``) and keep
-            the other entries of an existing results.json
+        --only: run only these groups (bench module names, ``agreement``, ``lab_agreement``, ``supported``)
+            and keep the other entries of an existing results.json
 
 Each figure comes from one bench/bench_*.py module's ``measure()``; a module
 that is missing or cannot run on this machine (no /dev/kvm, no chromium)
@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import platform
 import sys
 import time
 import traceback
@@ -69,6 +70,10 @@ def _agreement(n: int, results: dict, notes: dict) -> None:
             results["agreement_ratio"] = a["agreed"] / a["cases"]
             results["agreement_scripted"] = a.get("scripted")
             results["agreement_scripted_agreed"] = a.get("scripted_agreed")
+            # which kernel answered (tools/update_kernel_runs.py records it in data/kernel-runs.csv)
+            results["agreement_kernel"] = a.get("kernel")
+            results["agreement_vendor"] = a.get("vendor")
+            results["agreement_release"] = a.get("release") or platform.release()
         else:
             notes["agreement"] = a.get("note") or "no case could run here"
     except Exception as e:
@@ -102,6 +107,26 @@ def _lab_agreement(n: int, results: dict, notes: dict) -> None:
         "ms_per_random_case", "boot_s", "seconds",
     )  # fmt: skip
     results["lab_agreement"] = {k: {f: v.get(f) for f in keep} for k, v in r["kernels"].items()}
+
+
+def _supported(results: dict, notes: dict) -> None:
+    """KVM_GET_SUPPORTED_CPUID predicted vs the lab kernels (five CPU models each) and /dev/kvm
+    (bench/bench_supported.py): registers compared and agreeing, per comparison."""
+    results["supported_prediction"] = None
+    sp = _load("bench_supported")
+    if sp is None:
+        notes["supported_prediction"] = "bench/bench_supported.py does not exist"
+        return
+    t = time.perf_counter()
+    try:
+        r = sp.measure(log=print)
+    except Exception as e:
+        notes["supported_prediction"] = f"{type(e).__name__}: {e}"
+        traceback.print_exc()
+        return
+    finally:
+        print(f"[bench_supported took {time.perf_counter() - t:.1f} s]")
+    results["supported_prediction"] = r
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -149,6 +174,8 @@ def main(argv: list[str] | None = None) -> int:
         _lab_agreement(args.lab_cases, results, notes)
     if not only or "agreement" in only:
         _agreement(n_agreement, results, notes)
+    if not only or "supported" in only:
+        _supported(results, notes)
     if notes:
         results["notes"] = notes
     print()
@@ -172,6 +199,10 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(f"{'':<26} kernel answers (agreed/steps): "
               + ", ".join(f"{e} {r['agreed_answers'].get(e, 0)}/{c}" for e, c in r["kernel_answers"].items()))
+    sp = results.get("supported_prediction") or {}
+    if sp.get("registers"):
+        print(f"{'supported CPUID predicted':<26} {sp['agreeing']:>5}/{sp['registers']:<6} registers agree "
+              f"({len([k for k, v in sp['lab'].items() if isinstance(v, dict)])} lab comparisons + live)")
     for key, why in notes.items():
         print(f"  {key}: {why}")
     atomic_write_text(out_path, json.dumps(results, indent=1, sort_keys=True) + "\n")

@@ -97,6 +97,15 @@ class KvmError(CpuidkitError, OSError):
             "operation": self.operation,
         }
 
+    def _render_traceback_(self) -> list[str]:
+        """How IPython shows it in a notebook: KVM's answer in a few lines, not a Python stack (a refusal
+        is the model's answer, not a bug; ``%debug`` and ``traceback`` still have the stack)."""
+        lines = [f"{type(self).__name__}: {self.operation + ' → ' if self.operation else ''}{self.errno_name}"]
+        lines.append(f"  {self.explanation}")
+        if self.rule or self.source:
+            lines.append("  " + " · ".join(p for p in (self.rule and f"rule {self.rule}", self.source) if p))
+        return lines
+
 
 class KvmUnavailable(KvmError):
     """/dev/kvm is missing or cannot be opened by this process."""

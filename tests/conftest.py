@@ -15,7 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from cpuidkit.analysis.supported_agreement import LAB_CPU_MODELS as SUPPORTED_LAB_MODELS
 from cpuidkit.lab import missing_requirements
+from cpuidkit.lab.lab import DEFAULT_CPU
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST_DATA = ROOT / "tests" / "data"  # third-party and recorded inputs, kept in the repo (see its README.md)
@@ -80,6 +82,22 @@ def lab(request):
     from cpuidkit.lab import KernelLab
 
     with KernelLab(request.param, log=print) as booted:
+        yield booted
+
+
+# The QEMU CPU models the supported-CPUID prediction is checked on besides the `lab` fixture's default
+# (tests/test_supported_prediction.py; the list lives in cpuidkit.analysis.supported_agreement).
+LAB_CPU_MODELS = tuple(m for m in SUPPORTED_LAB_MODELS if m != DEFAULT_CPU)
+
+
+@pytest.fixture(scope="session", params=[(s, c) for s in LAB_SERIES for c in LAB_CPU_MODELS], ids=lambda p: f"{p[0]}-{p[1]}")
+def lab_cpu_model(request):
+    """One booted KernelLab per (kernel, CPU model) for the session: one boot each, ended by pid when the next
+    parameter's tests start or the session ends.  Only tests marked ``lab`` may ask for it."""
+    from cpuidkit.lab import KernelLab
+
+    series, cpu = request.param
+    with KernelLab(series, cpu=cpu, log=print) as booted:
         yield booted
 
 

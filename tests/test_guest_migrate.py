@@ -157,3 +157,36 @@ def test_cli_bad_file_exits_2(tmp_path, capsys):
     bad = tmp_path / "guest.json"
     bad.write_text("{ not json")
     assert run_cli("migrate", str(bad), "--to", "cascade-lake")[0] == 2
+
+
+def test_a_bit_kvm_never_offers_blocks_nothing(monkeypatch):
+    """A Skylake-SP guest carrying TSX_FORCE_ABORT (its TAA microcode sets 7.0 EDX[13]) moves to Cascade Lake,
+    which lacks the bit: KVM never offers it (never_offered in data/kvm-behaviours.csv), so nothing is lost.
+    The rule is the data: take the bit out of the row and the move is blocked over it again."""
+    from conftest import DUMPS
+
+    from cpuidkit._files import read_csv
+    from cpuidkit.core import kernels
+    from cpuidkit.core.sources import load
+
+    skx = load(DUMPS / "libvirt" / "x86_64-cpuid-Xeon-Gold-6148.xml").set_field("tsx_force_abort", 1)
+    clx = HostProfile.from_file(DUMPS / "libvirt" / "x86_64-cpuid-Xeon-Platinum-8268.xml")
+    assert not clx.cpuid.get_field("tsx_force_abort")
+    rep = migrate(skx, clx, kernel="6.18")
+    assert not rep.blockers, rep.as_dict()
+    # a bit KVM does offer and the destination lacks is still a blocker
+    assert [f.fields for f in migrate(skx.set_field("serialize", 1), clx, kernel="6.18").blockers] == [["serialize"]]
+    rows = [
+        dict(r, value=r["value"].replace(";tsx_force_abort", "")) if r["id"] == "never_offered" else r
+        for r in read_csv("kvm-behaviours.csv")
+    ]
+    try:
+        monkeypatch.setattr(kernels, "read_csv", lambda name: rows)
+        kernels._behaviours.cache_clear()
+        kernels.kernel_profile.cache_clear()
+        blocked = migrate(skx, clx, kernel="6.18").blockers
+        assert [(f.rule, f.fields) for f in blocked] == [("feature_missing", ["tsx_force_abort"])]
+    finally:
+        monkeypatch.undo()
+        kernels._behaviours.cache_clear()
+        kernels.kernel_profile.cache_clear()

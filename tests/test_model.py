@@ -603,3 +603,23 @@ def test_618_0_to_2_reject_the_stale_readback_after_run():
         v.run()
         v.set_cr4(CR4_OSXSAVE)  # a trigger: only marked dirty (lazy updates)
         assert errno_of(v.set_cpuid, readback) == (None if ok else "EINVAL"), release
+
+
+def test_mwait_toggle_checks_sse3_with_kvms_lookup():
+    """guest_cpuid_has(XMM3) finds leaf 1 with KVM's lookup for index 0: a flagged 1.255 entry does not count
+    (EINVAL), an unflagged one does (found by the lab on Debian's 6.1 with the issue-15 generator)."""
+    host = HostProfile.builtin("epyc-milan")
+    leaf1 = host.cpuid.get(1)
+    assert leaf1 is not None and leaf1.ecx & 1  # SSE3
+    for flags, ok in ((1, False), (0, True)):
+        t = host.cpuid.without(1).appended(leaf1.replace(index=255, flags=flags))
+        v = SimulatedVcpu("6.1", "svm", host)
+        v.disable_quirk("MISC_ENABLE_NO_MWAIT")
+        v.set_cpuid(t)
+        if ok:
+            v.set_msr(MSR_IA32_MISC_ENABLE, 1 << 18)
+            assert v.get_cpuid().get_any(1).ecx >> 3 & 1  # the runtime update finds leaf 1 whatever its index
+        else:
+            with pytest.raises(KvmError) as info:
+                v.set_msr(MSR_IA32_MISC_ENABLE, 1 << 18)
+            assert info.value.errno_name == "EINVAL"

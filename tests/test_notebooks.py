@@ -74,13 +74,59 @@ def test_notebook_has_a_widget_an_exercise_and_a_summary(path):
     nb = _nb(path)
     code, md = _code(nb), _markdown(nb)
     assert re.search(r"cpuidkit\.ui(\.widgets)? import|W\.interact", code), f"{path.name}: no interactive widget"
-    assert re.search(r"\bcheck_\w+\(answer\)", code), f"{path.name}: no self-checking exercise"
+    assert re.search(EXERCISE_CALL, code), f"{path.name}: no self-checking exercise"
     assert "from cpuidkit.ui.exercises import check_" in code
     last = nb["cells"][-1]
     assert last["cell_type"] == "markdown" and "## Summary" in _source(last), f"{path.name}: end with a summary"
     assert re.search(r"`\w+\(\)`", md), f"{path.name}: name the kernel (or cpuidkit) functions involved"
     if not path.name.startswith(("00-", "01-")):
         assert re.search(r"\b[56]\.\d+\b", md), f"{path.name}: say which kernel versions the behaviour holds for"
+
+
+# an exercise is checked in a cell (check_x(answer)) or in a box on the page (ExerciseBox(check_x, answer, …))
+EXERCISE_CALL = r"\bcheck_\w+\(answer\)|\bExerciseBox\(check_\w+, answer\b"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_opens_with_prerequisites_and_ends_with_where_next(path):
+    """Like the open courses (Pythia cookbooks, fastbook, d2l): say what to know first and where to go after."""
+    cells = _nb(path)["cells"]
+    assert "**Prerequisites:**" in _source(cells[0]), f"{path.name}: the first cell names its prerequisites"
+    last = _source(cells[-1])
+    assert "### Where next" in last, f"{path.name}: the summary ends with a 'Where next' section"
+    after = last.split("### Where next", 1)[1]
+    assert re.search(r"\*\*\d\d\*\*|docs/", after), f"{path.name}: 'Where next' names a notebook or a document"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_numbered_sections_are_in_order(path):
+    """Issue 13 item 8: 09 read 1, 2, 3, 5, 4 in Voilà."""
+    numbers = [int(m.group(1)) for m in re.finditer(r"^## (\d+)\. ", _markdown(_nb(path)), re.M)]
+    assert numbers == list(range(1, len(numbers) + 1)), f"{path.name}: sections numbered {numbers}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebooks_speak_to_the_reader_not_the_presenter(path):
+    """Issue 13 item 8: presenter notes shown to the audience; they belong in docs/trainer-guide.md."""
+    md = _markdown(_nb(path))
+    bad = re.findall(r"make present|\bpresenter\b|\btrainer\b|\baudience\b|\bPresenting it\b", md, re.I)
+    assert not bad, f"{path.name}: {bad}"
+
+
+def test_start_here_links_the_glossary_and_shows_it():
+    nb = _nb(NOTEBOOKS[0])
+    assert "](../docs/glossary.md)" in _markdown(nb)
+    assert "glossary()" in _code(nb)
+    assert (ROOT / "docs" / "glossary.md").is_file()
+
+
+def test_xcr0_notebook_plays_the_amx_story_with_the_permission_toggle():
+    """Issue 13 item 5: the toggle exists in the widgets; notebook 05 must use it and teach the four answers."""
+    nb = _nb(next(p for p in NOTEBOOKS if p.name.startswith("05-")))
+    code, md = _code(nb), _markdown(nb)
+    assert re.search(r"AmxPermissionToggle\(amx_lab\)", code) and re.search(r"Xcr0Checkboxes\(amx_lab\)", code)
+    for words in ("EPERM", "accepted", "#GP", "TILECFG", "TILEDATA", "arch_prctl(ARCH_REQ_XCOMP_GUEST_PERM"):
+        assert words in md, words
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
@@ -181,6 +227,33 @@ def _text(nb) -> str:
     return "\n".join(out)
 
 
+def _widget_text(nb) -> str:
+    """The widgets' state as the kernel left it (what a widget shows: an HTML value, a label …)."""
+    state = nb.metadata.get("widgets", {}).get("application/vnd.jupyter.widget-state+json", {}).get("state", {})
+    return json.dumps(state, ensure_ascii=False)
+
+
+def _bare_figures(nb) -> list[str]:
+    """Outputs (in cells, or inside an Output widget) that show a matplotlib Figure only as its text
+    ``<Figure size …>``: no image beside it, so the reader sees the text."""
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+    state = nb.metadata.get("widgets", {}).get("application/vnd.jupyter.widget-state+json", {}).get("state", {})
+    outputs += [o for w in state.values() for o in w.get("state", {}).get("outputs", []) or []]
+    return [o["data"]["text/plain"][:60] for o in outputs
+            if "<Figure size" in o.get("data", {}).get("text/plain", "")
+            and not any(k.startswith("image/") for k in o.get("data", {}))]
+
+
+def _display_text(nb) -> str:
+    """Every text a reader sees in outputs: plain text, HTML, Markdown, SVG."""
+    out = []
+    for c in nb.cells:
+        for o in c.get("outputs", []) if c.cell_type == "code" else []:
+            data = o.get("data", {})
+            out.append(o.get("text", "") + "".join(v for k, v in data.items() if isinstance(v, str) and "json" not in k))
+    return "\n".join(out)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_notebook_executes_top_to_bottom(path, executed):
@@ -191,9 +264,30 @@ def test_notebook_executes_top_to_bottom(path, executed):
     bad, silent = _errors(nb)
     assert not bad, f"{path.name}: errors outside cells tagged raises-exception: {bad}"
     assert not silent, f"{path.name}: cells {silent} are tagged raises-exception but raised nothing"
-    text = _text(nb)
+    text = _text(nb) + _widget_text(nb)
     assert "Not answered yet" in text or "NOT ANSWERED" in text, "the exercise cell must run and say it waits"
+    shown = _display_text(nb)
+    # issue 13 items 1 and 9: a bare Figure in an Output widget, pandas' NaN for a missing value
+    assert not _bare_figures(nb), f"{path.name}: a figure shown as text: {_bare_figures(nb)}"
+    assert not re.search(r"\bNaN\b", shown), f"{path.name}: NaN shown (a missing value must read '—')"
+    stderr = [o["text"][:200] for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
+              if o.get("output_type") == "stream" and o.get("name") == "stderr"]
+    assert not stderr, f"{path.name}: stderr output: {stderr}"
 
+
+@pytest.mark.slow
+def test_intended_error_is_a_short_message(executed):
+    """Issue 13 item 9: 03's KvmError was 20 lines of Python traceback; KVM's answer fits in a few lines."""
+    path = next(p for p in NOTEBOOKS if p.name.startswith("03-"))
+    nb, _ = executed[path.name]
+    if isinstance(nb, Exception):
+        raise nb
+    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
+              if o.get("output_type") == "error"]
+    assert len(errors) == 1 and errors[0]["ename"] == "KvmError"
+    lines = "\n".join(errors[0]["traceback"]).splitlines()
+    assert len(lines) <= 4, lines
+    assert "EINVAL" in lines[0] and "Traceback" not in "\n".join(lines) and "File " not in "\n".join(lines)
 
 @pytest.mark.slow
 def test_live_lab_skips_cleanly_without_kvm():

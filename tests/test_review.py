@@ -331,3 +331,48 @@ def test_review_on_the_live_host():
     r = review(t, "live", template_name="supported.json")
     assert r.data["supported_cpuid"] == "measured" and r.data["verdict"] == "accepted"
     assert r.data["beyond"] == []  # KVM_GET_SUPPORTED_CPUID is, by definition, all virtualized
+
+
+# -- one source for XSAVE and for what KVM offers (issue 15) -----------------------------------------------
+
+
+def _xcr0_claims(r) -> tuple[int | None, int | None]:
+    """The XCR0 a guest enables as the summary says it and as section 5 says it (None: no XSAVE state)."""
+    summary = next(i for b in r.section("Summary").blocks if b[0] == "ul" for i in b[1] if i.startswith("XSAVE:"))
+    sec5 = " ".join(b[1] for b in r.section("5.").blocks if b[0] == "p")
+    s = re.search(r"a guest enables XCR0 (0x[0-9a-f]+)", summary)
+    x = re.search(r"a guest OS enables (0x[0-9a-f]+)", sec5)
+    assert bool(s) != ("none" in summary) and bool(x) != ("no XSAVE state" in sec5), (summary, sec5)
+    return (int(s[1], 16) if s else None), (int(x[1], 16) if x else None)
+
+
+@pytest.mark.parametrize("dump", ["Opteron-2350", "Xeon-w7-3465X", "EPYC-7502-32-Core", "Core-i7-2600"])
+@pytest.mark.parametrize("host", ["recorded-xeon", "epyc-rome", "sapphire-rapids"])
+def test_summary_and_xsave_section_say_the_same(dump, host):
+    """A K10 without XSAVE on a pvm host: the module appends 0xD, so both say XCR0 0xe7; elsewhere both say none."""
+    from live_expect import recorded_host
+
+    h = recorded_host("xeon")[0] if host == "recorded-xeon" else host
+    r = review(load(DUMPS / "libvirt" / f"x86_64-cpuid-{dump}.xml"), h, kernel="6.18", template_name=dump)
+    said = _xcr0_claims(r)
+    assert said[0] == said[1], said
+    if dump == "Opteron-2350":
+        assert said[0] == (0xE7 if host == "recorded-xeon" else None)
+        assert r.data["derived"]["guest_supported_xcr0"] == (0xE7 if host == "recorded-xeon" else 0)
+
+
+def test_kvm_offers_only_what_the_measured_table_has():
+    """Section 7 on a host with a measured KVM_GET_SUPPORTED_CPUID: a field is said to be offered only when that
+    table has it (the recorded Xeon's CPU has AMX, its KVM does not offer it)."""
+    from live_expect import recorded_host
+
+    h = recorded_host("xeon")[0]
+    assert h.supports_amx and h.supported is not None and not h.supported.get_field("amx_tile")
+    r = review(load(DUMPS / "libvirt" / "x86_64-cpuid-Opteron-2350.xml"), h, kernel="6.18", template_name="k10")
+    notes = r.data["history_notes"]
+    offered = [n for n in notes if "reports it where the host has it" in n]
+    assert not any("amx" in n for n in offered), offered
+    for n in offered:
+        name = n.split("`")[1]
+        assert name.startswith("0x") or h.supported.get_field(name), n
+    assert any(n.startswith("`amx_tile`: this host's CPU has it, but KVM does not offer it here") for n in notes)

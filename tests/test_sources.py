@@ -194,3 +194,48 @@ def test_save_is_atomic_and_keeps_the_old_file_on_failure(tmp_path, monkeypatch)
         save(t.without(7), out)
     assert out.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["cpu.json"]  # no temp file left behind
+
+
+# -- flags of raw dumps: KVM's indexed leaves, and leaves the dump shows to be indexed (issue 15) -------------
+
+
+def _xml(rows: list[tuple[int, int, int]]) -> str:
+    lines = [f"  <cpuid eax_in='{fn:#010x}' ecx_in='{idx:#04x}' eax='{a:#010x}' ebx='0x0' ecx='0x0' edx='0x0'/>" for fn, idx, a in rows]
+    return "<cpudata arch='x86'>\n" + "\n".join(lines) + "\n</cpudata>\n"
+
+
+def test_libvirt_flags_a_leaf_whose_subleaves_differ():
+    """EPYC 7502's dump holds two different subleaves of 0x80000020 (PQoS), a leaf KVM does not index: both are
+    flagged, so KVM's lookup (first match, index only where flagged) finds subleaf 1 as subleaf 1."""
+    from cpuidkit.core.indexed import INDEXED_FUNCTIONS, indexed_in_dump
+
+    t = load(DUMPS / "libvirt" / "x86_64-cpuid-EPYC-7502-32-Core.xml")
+    subs = [e for e in t if e.function == 0x80000020]
+    assert [e.index for e in subs] == [0, 1] and subs[0].ebx != subs[1].ebx
+    assert 0x80000020 not in INDEXED_FUNCTIONS and 0x80000020 in indexed_in_dump(t)
+    assert all(e.flags & 1 for e in subs)
+    assert t.get(0x80000020, 1) == subs[1] and t.get(0x80000020, 0) == subs[0]
+    # the same for Intel's 0x1B (PCONFIG) and 0x23 where a dump has several different subleaves
+    for name, fn in (("Xeon-6788P", 0x23), ("Core-i7-1270P", 0x1B)):
+        t = load(DUMPS / "libvirt" / f"x86_64-cpuid-{name}.xml")
+        assert all(e.flags & 1 for e in t if e.function == fn), name
+
+
+def test_alike_subleaves_stay_unflagged_and_kvm_leaves_stay_flagged(tmp_path):
+    p = tmp_path / "d.xml"
+    # leaf 6 twice alike (a CPU that ignores ECX there), 0x80000020 twice different, leaf 7 once (KVM indexes it)
+    p.write_text(_xml([(0, 0, 0x20), (6, 0, 4), (6, 1, 4), (7, 0, 0), (0x80000020, 0, 0), (0x80000020, 1, 0xB)]))
+    flags = {(e.function, e.index): e.flags for e in load(p)}
+    assert flags[(6, 0)] == flags[(6, 1)] == 0
+    assert flags[(7, 0)] == 1
+    assert flags[(0x80000020, 0)] == flags[(0x80000020, 1)] == 1
+
+
+def test_flags_of_a_dump_survive_cpuid_raw(tmp_path):
+    """`cpuid -r` text carries no flags: the writer notes only those the reader would not find by the same rule."""
+    t = load(DUMPS / "libvirt" / "x86_64-cpuid-EPYC-9334-32-Core.xml")
+    text = dumps(t, "cpuid-raw")
+    assert " f=" not in text  # every flag follows the rule
+    assert list(loads(text)) == list(t)
+    odd = CpuidTable(e.replace(flags=0) if e.function == 0x80000020 else e for e in t)  # unflagged on purpose
+    assert list(loads(dumps(odd, "cpuid-raw"))) == list(odd)

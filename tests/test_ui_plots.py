@@ -88,7 +88,22 @@ def test_kernel_timeline_draws_every_range():
         assert bid in texts
         for b in behaviour_rows(bid):
             if b.until is None or b.until > (5, 10):
-                assert any(t.startswith(b.value[:3]) for t in texts), (bid, b.value)
+                assert any(t.startswith(b.value[:3]) or f": {b.value} (" in t for t in texts), (bid, b.value)
+
+
+def test_kernel_timeline_never_cuts_a_label():
+    """Issue 13: 08's timeline showed "rej…" and "old…": every value a bar stands for is written in full,
+    in the bar or, numbered, on the line under its row with its version range."""
+    ids = ["post_run_set_cpuid", "failed_set_keeps_old", "sgx_xfrm_adjust", "xss_in_0xd1_ebx"]
+    fig = plots.kernel_timeline(ids, mark="6.1")
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    assert not [t for t in texts if "…" in t]
+    for bid in ids:
+        for b in behaviour_rows(bid):
+            if b.until is None or b.until > (5, 10):  # drawn (the axis starts at 5.10)
+                assert b.value in texts or any(f": {b.value} (" in t and b.range_text in t for t in texts), (bid, b)
+    # the narrow 5.16 bar carries a number, and its note names the value in full
+    assert "1: reject (5.16 only)" in texts
 
 
 def test_vcpu_timeline_from_a_life_story():

@@ -1,8 +1,14 @@
 """Regenerate data/hosts/*.json from the real CPUID dumps in tests/data (run from the repo root).
 
 The register values are copied from the dumps named in each profile's
-"source"; everything else (name, description) is ours.  Re-run after the
-dumps in tests/data change:  python tools/make_host_profiles.py
+"source"; everything else (name, description) is ours.  A host without a
+measured KVM_GET_SUPPORTED_CPUID also gets "predicted_supported": what
+cpuidkit.core.supported predicts for the default kernel and the vendor module
+its CPU implies (kernel and vendor named beside the table), so the raw CPUID
+stays the host's CPUID and the supported table is labelled as predicted.
+Re-run after the dumps in tests/data change:  python tools/make_host_profiles.py
+After a change to data/kvm-supported-cpuid.csv or data/host-kernel-cpu-features.csv only:
+python tools/make_host_profiles.py --predicted-only
 """
 
 from __future__ import annotations
@@ -16,8 +22,11 @@ sys.path.insert(0, str(ROOT))
 
 from cpuidkit._files import atomic_write_text  # noqa: E402
 
+from cpuidkit.core.hosts import HostProfile  # noqa: E402
+from cpuidkit.core.kernels import DEFAULT_KERNEL  # noqa: E402
 from cpuidkit.core.sources import load  # noqa: E402
-from cpuidkit.core.sources.kvm_json import dump  # noqa: E402
+from cpuidkit.core.sources.kvm_json import dump, parse_doc  # noqa: E402
+from cpuidkit.core.table import CpuidTable  # noqa: E402
 
 TEST_DATA = ROOT / "tests" / "data"
 LIBVIRT = "libvirt/libvirt tests/cputestdata/{} (copy in shared/data/cpuid-dumps/libvirt)"
@@ -40,6 +49,18 @@ def write(name: str, doc: dict) -> None:
     atomic_write_text(ROOT / "data" / "hosts" / f"{name}.json", json.dumps(doc, indent=1) + "\n")
 
 
+def predicted(table) -> dict:
+    """The prediction for the default kernel with the vendor module the host's CPU implies."""
+    host = HostProfile.from_table(table)
+    vendor = host.vendor_for(None)
+    return {
+        "kernel": DEFAULT_KERNEL,
+        "vendor": vendor,
+        "note": "predicted by cpuidkit.core.supported (data/kvm-supported-cpuid.csv), not measured",
+        "cpuid": json.loads(dump(host.supported_cpuid(kernel=DEFAULT_KERNEL, vendor=vendor))),
+    }
+
+
 def main() -> None:
     for name, file, desc in HOSTS:
         table = load(TEST_DATA / "cpuid-dumps" / "libvirt" / file)
@@ -50,6 +71,7 @@ def main() -> None:
             "tdp": True,
             "allow_smaller_maxphyaddr": False,
             "cpuid": json.loads(dump(table)),
+            "predicted_supported": predicted(table),
         })
     host = load(TEST_DATA / "live-kvm" / "host-cpuid.json")
     supported = load(TEST_DATA / "live-kvm" / "supported-cpuid.json")
@@ -65,5 +87,15 @@ def main() -> None:
     })
 
 
+def refresh_predicted() -> None:
+    """Only re-predict "predicted_supported" from each host file's stored "cpuid" (after a change to the model's
+    tables), leaving every other key as it is."""
+    for name, _file, _desc in HOSTS:
+        path = ROOT / "data" / "hosts" / f"{name}.json"
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        doc["predicted_supported"] = predicted(CpuidTable(parse_doc(doc["cpuid"], f"{path}:cpuid")))
+        write(name, doc)
+
+
 if __name__ == "__main__":
-    main()
+    refresh_predicted() if "--predicted-only" in sys.argv[1:] else main()

@@ -23,6 +23,7 @@ import os.path
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
+from cpuidkit._files import data_path, read_csv
 from cpuidkit.analysis.addressing import paging_reserved_bits as reserved_masks
 from cpuidkit.analysis.migrate import _VIRTUALIZABLE_REGS
 from cpuidkit.core.catalog import catalog
@@ -37,6 +38,7 @@ from cpuidkit.core.xsave import (
     standard_layout,
     standard_size,
 )
+from cpuidkit.errors import InputError
 
 if TYPE_CHECKING:  # pragma: no cover
     from cpuidkit.analysis.fleet import Fleet
@@ -44,6 +46,9 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = [
     "feature_bits_svg",
     "xsave_layout_svg",
+    "call_path_rows",
+    "call_path_svg",
+    "CALL_PATH_TITLE",
     "plot_matrix",
     "register_grids",
     "xsave_layout",
@@ -186,6 +191,154 @@ def xsave_layout_svg(t: CpuidTable, h: HostProfile, m0: int) -> str:
         )
     p.append("</svg>")
     return "\n".join(p)
+
+
+# -- the KVM_SET_CPUID2 call path (data/call-path.csv), inline SVG --------------------------------------------
+
+CALL_PATH_TITLE = "KVM_SET_CPUID2, step by step (5.17–6.13 as drawn; read in 6.1.192 and 6.12.118)"
+_CALL_PATH_COLUMNS = ("id", "function", "file", "does", "errno", "next", "versions", "lane")
+_LANES = ("main", "later")
+
+
+def call_path_rows(name: str = "call-path.csv") -> list[dict[str, str]]:
+    """The steps of data/call-path.csv, checked: unique ids, every ``next`` a known id, lane main or later
+    (an ``InputError`` names the file, the row and the field otherwise)."""
+    rows = read_csv(name)
+    where = str(data_path(name))
+    ids: set[str] = set()
+    for n, r in enumerate(rows, start=1):
+        missing = [c for c in _CALL_PATH_COLUMNS if c not in r]
+        if missing:
+            raise InputError(f"missing column(s) {', '.join(missing)}", source=where, where=f"data row {n}")
+        if not r["id"] or r["id"] in ids:
+            raise InputError(f"id {r['id']!r} is empty or repeated", source=where, where=f"data row {n}: id")
+        if r["lane"] not in _LANES:
+            raise InputError(f"lane must be one of {', '.join(_LANES)}", source=where, where=f"data row {n}: lane")
+        ids.add(r["id"])
+    for n, r in enumerate(rows, start=1):
+        for target, _label in _edges(r):
+            if target not in ids:
+                raise InputError(f"next names an unknown step {target!r}", source=where, where=f"data row {n}: next")
+    return rows
+
+
+def _edges(row: Mapping[str, str]) -> list[tuple[str, str]]:
+    out = []
+    for part in filter(None, (x.strip() for x in row["next"].split(";"))):
+        target, _, label = part.partition("=")
+        out.append((target.strip(), label.strip()))
+    return out
+
+
+def _wrap(text: str, width: int) -> list[str]:
+    lines: list[str] = []
+    for word in text.split():
+        if lines and len(lines[-1]) + 1 + len(word) <= width:
+            lines[-1] += " " + word
+        else:
+            lines.append(word)
+    return lines
+
+
+def call_path_svg(rows: Sequence[Mapping[str, str]], title: str = CALL_PATH_TITLE) -> str:
+    """The call path as an SVG drawing (deterministic text): one box per step of ``rows``
+    (:func:`call_path_rows`), the function in bold, what it does, what it can refuse with (red) and the
+    versions (grey); arrows for ``next`` with their conditions.  The main lane runs down the left, a
+    branch moves one column right; the ``later`` lane (after the call returned) stands in the next free
+    column, level with the step it leads back to."""
+    by_id = {r["id"]: r for r in rows}
+    pos: dict[str, tuple[int, int]] = {}  # id -> (column, row)
+    main = [r["id"] for r in rows if r["lane"] == "main"]
+    roots = [i for i in main if not any(i == t for r in rows for t, _ in _edges(r))]
+    for root in roots:
+        queue = [(root, 0, 0)]
+        while queue:
+            node, col, level = queue.pop(0)
+            if node in pos:
+                continue
+            pos[node] = (col, level)
+            for k, (target, _) in enumerate(_edges(by_id[node])):
+                if by_id[target]["lane"] == "main":
+                    queue.append((target, col + k, level + 1))
+    later = [r["id"] for r in rows if r["lane"] == "later"]
+    if later:
+        col = max((c for c, _ in pos.values()), default=-1) + 1
+        back = [t for i in later for t, _ in _edges(by_id[i]) if t in pos]
+        bottom = pos[back[0]][1] if back else len(later) - 1
+        for k, node in enumerate(later):
+            pos[node] = (col, max(bottom - (len(later) - 1 - k), 0))
+    box_w, gap_x, gap_y, line_h, pad = 300, 60, 44, 14, 8
+    body = {
+        i: (
+            _wrap(by_id[i]["does"], 50),
+            [f"→ {e.strip()}" for e in by_id[i]["errno"].split(";") if e.strip()],
+            _wrap(by_id[i]["versions"], 56),
+        )
+        for i in pos
+    }
+    heights = {i: pad * 2 + 16 + line_h * (len(d) + len(e) + len(v)) for i, (d, e, v) in body.items()}
+    levels = max(level for _, level in pos.values()) + 1
+    row_h = [max([heights[i] for i, (_, lv) in pos.items() if lv == level] or [40]) for level in range(levels)]
+    top = [40 + sum(row_h[:level]) + gap_y * level for level in range(levels)]
+    cols = max(c for c, _ in pos.values()) + 1
+    width, height = 20 + cols * (box_w + gap_x), top[-1] + row_h[-1] + 20
+
+    def xy(i: str) -> tuple[int, int]:
+        c, level = pos[i]
+        return 20 + c * (box_w + gap_x), top[level]
+
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
+        'font-family="sans-serif" font-size="11">',
+        f"<title>{html.escape(title)}</title>",
+        '<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" markerHeight="7" '
+        'orient="auto-start-reverse"><path d="M 0 0 L 10 5 L 0 10 z" fill="#455a64"/></marker></defs>',
+        f'<text x="20" y="22" font-size="13" font-weight="bold">{html.escape(title)}</text>',
+    ]
+    for r in rows:  # arrows first, boxes over them
+        if r["id"] not in pos:
+            continue
+        x0, y0 = xy(r["id"])
+        for target, label in _edges(r):
+            x1, y1 = xy(target)
+            if pos[target][1] > pos[r["id"]][1]:  # downwards: bottom centre to top centre
+                a, b = (x0 + box_w // 2, y0 + heights[r["id"]]), (x1 + box_w // 2, y1)
+            elif x1 < x0:  # back to the left: left side to right side
+                a, b = (x0, y0 + heights[r["id"]] // 2), (x1 + box_w, y1 + heights[target] // 2)
+            else:
+                a, b = (x0 + box_w, y0 + heights[r["id"]] // 2), (x1, y1 + heights[target] // 2)
+            out.append(
+                f'<line x1="{a[0]}" y1="{a[1]}" x2="{b[0]}" y2="{b[1]}" stroke="#455a64" stroke-width="1.3" '
+                'marker-end="url(#arrow)"/>'
+            )
+            if label:
+                mx, my = (a[0] + b[0]) // 2, (a[1] + b[1]) // 2
+                out.append(
+                    f'<text x="{mx + 6}" y="{my - 4}" font-style="italic" fill="#37474f">{html.escape(label)}</text>'
+                )
+    for r in rows:
+        if r["id"] not in pos:
+            continue
+        i = r["id"]
+        x, y = xy(i)
+        does, errs, versions = body[i]
+        fill = "#fff8e1" if r["lane"] == "later" else ("#e3f2fd" if i != "stored" else "#e8f5e9")
+        tip = html.escape(f"{r['function']} · {r['file']}")
+        out.append(
+            f'<rect x="{x}" y="{y}" width="{box_w}" height="{heights[i]}" rx="6" fill="{fill}" stroke="#546e7a">'
+            f"<title>{tip}</title></rect>"
+        )
+        ty = y + pad + 11
+        out.append(
+            f'<text x="{x + pad}" y="{ty}" font-family="monospace" font-weight="bold">{html.escape(r["function"])}</text>'
+        )
+        for text, colour in (
+            [(t, "#263238") for t in does] + [(t, "#c62828") for t in errs] + [(t, "#78909c") for t in versions]
+        ):
+            ty += line_h
+            out.append(f'<text x="{x + pad}" y="{ty}" fill="{colour}">{html.escape(text)}</text>')
+    out.append("</svg>")
+    return "\n".join(out)
 
 
 # -- matplotlib (imported inside each function) ---------------------------------------------------------------
@@ -344,6 +497,7 @@ def xsave_layout(
 
 # The x axis of kernel timelines: every mainline release the model covers, in order.
 KERNEL_AXIS = list(MODELLED_KERNELS)
+TIMELINE_CHARS_PER_KERNEL = 4  # characters of a 6.5-point label one kernel's column holds (11-inch figure)
 
 
 def address_space(guest: int, host: int, title: str | None = None):
@@ -460,16 +614,20 @@ def _x(version: tuple[int, int] | None, default: int) -> float:
 
 def kernel_timeline(behaviour_ids, title: str = "KVM behaviours by kernel version", mark: str | None = None):
     """One row per behaviour id (data/kvm-behaviours.csv): a bar per version range, labelled
-    with the value.  ``mark`` draws a vertical line at one kernel (e.g. the selected one)."""
+    with the value.  ``mark`` draws a vertical line at one kernel (e.g. the selected one).
+
+    A value too long for its bar is never cut: the bar carries a number and the line under the row
+    says what it stands for (``1: reject (5.16 only)``)."""
     import matplotlib.pyplot as plt  # heavy: imported on use
     from matplotlib.patches import Rectangle  # heavy: imported on use
 
     ids = list(behaviour_ids)
-    fig, ax = plt.subplots(figsize=(11, 0.55 * len(ids) + 1.3))
+    fig, ax = plt.subplots(figsize=(11, 0.75 * len(ids) + 1.3))
     palette = ["#90caf9", "#ffcc80", "#a5d6a7", "#ce93d8", "#ef9a9a", "#80cbc4"]
     for r, bid in enumerate(ids):
         y = len(ids) - 1 - r
         values: list[str] = []
+        notes: dict[str, list[str]] = {}  # value too long for a bar → its ranges (numbered in order)
         for b in behaviour_rows(bid):
             x0, x1 = max(_x(b.since, 0), 0), min(_x(b.until, len(KERNEL_AXIS)), len(KERNEL_AXIS))
             if x1 <= x0:
@@ -477,19 +635,36 @@ def kernel_timeline(behaviour_ids, title: str = "KVM behaviours by kernel versio
             if b.value not in values:
                 values.append(b.value)
             colour = palette[values.index(b.value) % len(palette)]
-            ax.add_patch(Rectangle((x0, y), x1 - x0, 0.8, facecolor=colour, edgecolor="#555", lw=0.6))
-            text = b.value if len(b.value) <= 4 * (x1 - x0) else b.value[: max(int(4 * (x1 - x0)) - 1, 1)] + "…"
-            ax.text((x0 + x1) / 2, y + 0.4, text, ha="center", va="center", fontsize=6.5)
-        ax.text(-0.3, y + 0.4, bid, ha="right", va="center", fontsize=8)
+            ax.add_patch(Rectangle((x0, y + 0.35), x1 - x0, 0.6, facecolor=colour, edgecolor="#555", lw=0.6))
+            if len(b.value) <= TIMELINE_CHARS_PER_KERNEL * (x1 - x0):
+                text = b.value
+            else:  # too long for the bar: a number here, the value in full on the line under the row
+                notes.setdefault(b.value, []).append(b.range_text)
+                text = str(list(notes).index(b.value) + 1)
+            ax.text(
+                (x0 + x1) / 2,
+                y + 0.65,
+                text,
+                ha="center",
+                va="center",
+                fontsize=6.5,
+                zorder=3,
+                bbox={"facecolor": colour, "edgecolor": "none", "pad": 0.8},
+            )  # above the kernel mark
+        if notes:
+            key = "   ".join(f"{n}: {v} ({'; '.join(ranges)})" for n, (v, ranges) in enumerate(notes.items(), 1))
+            ax.text(0, y + 0.28, key, ha="left", va="top", fontsize=6.5, color="#333")
+        ax.text(-0.3, y + 0.65, bid, ha="right", va="center", fontsize=8)
     if mark is not None and mark in KERNEL_AXIS:
         x = KERNEL_AXIS.index(mark) + 0.5
         ax.axvline(x, color="#c62828", lw=1.2, ls="--")
     ax.set_xticks([i + 0.5 for i in range(len(KERNEL_AXIS))], KERNEL_AXIS, rotation=90, fontsize=7)
     ax.set_xlim(-9, len(KERNEL_AXIS))
-    ax.set_ylim(-0.2, len(ids))
+    ax.set_ylim(-0.05, len(ids))
     ax.set_yticks([])
     for s in ("left", "right", "top"):
         ax.spines[s].set_visible(False)
+    ax.spines["bottom"].set_bounds(0, len(KERNEL_AXIS))  # the axis spans the kernels, not the labels' margin
     ax.set_title(title, fontsize=10)
     return _done(fig)
 

@@ -45,12 +45,12 @@ from cpuidkit.analysis.addressing import (
 )
 from cpuidkit.analysis.lint import dependencies
 from cpuidkit.analysis.migrate import (
-    _NEVER_OFFERED,
     _SKIP,
     _VIRTUALIZABLE_REGS,
     KVM_PROVIDED,
     KVM_SYNTHESIZED,
     _flag_fields,
+    _never_offered,
     migrate,
 )
 from cpuidkit.core.addresses import has_la57, linear_width_of
@@ -140,10 +140,10 @@ def load_hosts(folder: str | os.PathLike, *, progress: Progress | None = None) -
 # -- per-host facts -----------------------------------------------------------------------------------
 
 
-def _feature_fields():
+def _feature_fields(kernel: str):
     """The flags ``migrate`` compares for feature_missing / feature_synthesized, in its order."""
 
-    return [f for f in _flag_fields() if f.name not in _SKIP and f.owner != "runtime"]
+    return [f for f in _flag_fields(kernel) if f.name not in _SKIP and f.owner != "runtime"]
 
 
 @dataclass
@@ -409,7 +409,7 @@ def fleet(
     if not hosts:
         raise InputError("a fleet needs at least one host")
     kp = kernel_profile(kernel)
-    fields = _feature_fields()
+    fields = _feature_fields(kp.name)
     facts = []
     for n, h in enumerate(hosts, start=1):
         facts.append(_host_facts(h, kp, vendor, fields, KVM_PROVIDED))
@@ -650,9 +650,10 @@ def common_baseline(
     for f in flags:
         if f.name in KVM_PROVIDED:
             provided[(f.leaf, f.sub_lo, f.register)] = provided.get((f.leaf, f.sub_lo, f.register), 0) | f.mask
-    never: dict[tuple, int] = {}  # bits kvm_set_cpu_caps masks off for every guest
+    never: dict[tuple, int] = {}  # bits kvm_set_cpu_caps masks off for every guest (data/kvm-behaviours.csv)
+    never_names = _never_offered(kp.name)
     for f in flags:
-        if f.name in _NEVER_OFFERED:
+        if f.name in never_names:
             never[(f.leaf, f.sub_lo, f.register)] = never.get((f.leaf, f.sub_lo, f.register), 0) | f.mask
     dropped: list[str] = []
     for leaf, sub, reg in sorted(_VIRTUALIZABLE_REGS):

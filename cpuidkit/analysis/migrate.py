@@ -121,29 +121,10 @@ _VIRTUALIZABLE_REGS = frozenset(
         (0x80000021, 0, "eax"),
     }
 )
-# ...and, in those registers, the bits kvm_set_cpu_caps masks off for every guest (6.12: MONITOR, "DS-CPL, VMX,
-# SMX, EST", "TM2", "xTPR", "DCA", "PSN", "ACPI", "HTT, TM, Reserved, PBE"; INTEL_PT is vendor-set).  DS and
-# DTES64 are offered by VMX with PEBS and SELFSNOOP (ss) is offered (F(SELFSNOOP)), so they are not listed.
-_NEVER_OFFERED = frozenset(
-    {
-        "monitor",
-        "ds_cpl",
-        "smx",
-        "est",
-        "tm2",
-        "cid",
-        "sdbg",
-        "xtpr",
-        "dca",
-        "pn",
-        "acpi",
-        "ht",
-        "tm",
-        "ia64",
-        "pbe",
-        "intel_pt",
-    }
-)
+# ...and, in those registers, the bits KVM never offers (kvm_set_cpu_caps masks them off for every guest): the
+# never_offered row of data/kvm-behaviours.csv, per kernel (MONITOR, DS-CPL, SMX, EST, TM2, xTPR, DCA, PSN, ACPI,
+# HTT, TM, PBE, TSX_FORCE_ABORT ...).  DS and DTES64 are offered by VMX with PEBS and SELFSNOOP (ss) is
+# offered (F(SELFSNOOP)), so they are not listed.
 _EXTRA_FLAGS = frozenset({"constant_tsc"})
 
 
@@ -197,9 +178,14 @@ class MigrationReport:
         }
 
 
-def _flag_fields():
+def _never_offered(kernel: str) -> frozenset[str]:
+    return frozenset(x for x in kernel_profile(kernel).value("never_offered").split(";") if x)
+
+
+def _flag_fields(kernel: str):
+    never = _never_offered(kernel)
     for f in catalog():
-        if not (f.is_flag and f.sub_lo == f.sub_hi) or f.name in _NEVER_OFFERED:
+        if not (f.is_flag and f.sub_lo == f.sub_hi) or f.name in never:
             continue
         if (f.leaf, f.sub_lo, f.register) in _VIRTUALIZABLE_REGS or f.name in _EXTRA_FLAGS:
             yield f
@@ -232,7 +218,7 @@ def _features(guest: CpuidTable, dest: HostProfile, kernel: str, vendor: str, fi
             forced = None
     missing: list[str] = []
     synthesized: list[str] = []
-    for f in _flag_fields():
+    for f in _flag_fields(kernel):
         if f.name in _SKIP or f.owner == "runtime":
             continue
         if not _has(guest, f):

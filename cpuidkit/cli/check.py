@@ -8,6 +8,7 @@ import sys
 from cpuidkit.analysis.lint import lint_table
 from cpuidkit.cli.args import kernel_version
 from cpuidkit.cli.exits import EXIT_OK, EXIT_VERDICT
+from cpuidkit.core.confirmed import confirmation
 from cpuidkit.core.hosts import VENDORS
 from cpuidkit.core.kernels import DEFAULT_KERNEL
 from cpuidkit.core.sources import dumps, load, save
@@ -28,6 +29,7 @@ def _render_text(path: str, d: dict, markdown: bool) -> str:
         head += f" ({d['errno']}, rule {d['rule']})"
     lines.append(("## " if markdown else "") + head)
     lines.append(f"kernel {d['kernel']}, vendor {d['vendor']}, host {d['host']}")
+    lines.append(d["confirmation"]["badge"])  # confirmed on a real kernel, or read from source only
     lines.append(d["explanation"])
     if d["source"]:
         lines.append(f"source: {d['source']}")
@@ -61,6 +63,7 @@ def _check(args) -> int:
         out = check(table, kernel=args.kernel, vendor=args.vendor, host=host, state=state)
         d = out.as_dict()
         d["lint"] = [f.as_dict() for f in lint_table(table, host=host)]  # the lint beside KVM's answer, not inside it
+        d["confirmation"] = confirmation(out.kernel, out.vendor).as_dict()  # has a real kernel confirmed such answers?
         d["table"] = path
         rejected |= not out.accepted
         if args.format == "json":

@@ -6,7 +6,11 @@ XCR0 ∩ ``KVM_SUPPORTED_XCR0``, the OSXSAVE/OSPKE runtime updates (before 6.14)
 need host XSAVE/PKU, and guest MAXPHYADDR above the host's cannot work under
 TDP.  A profile carries the host's raw CPUID (the source of all of that), and
 optionally what was measured live: KVM_GET_SUPPORTED_CPUID and the vendor
-module's rewrites.
+module's rewrites.  Without a measurement, KVM_GET_SUPPORTED_CPUID is
+*predicted* from the raw CPUID for a kernel and vendor module
+(:mod:`cpuidkit.core.supported`); built-in profiles also carry the prediction
+for the default kernel as data (``predicted``), labelled with that kernel and
+vendor.
 """
 
 from __future__ import annotations
@@ -17,9 +21,11 @@ from pathlib import Path
 
 from cpuidkit._files import data_dir, path_exists
 from cpuidkit.core.addresses import linear_width_field
+from cpuidkit.core.kernels import DEFAULT_KERNEL
 from cpuidkit.core.sources import load
 from cpuidkit.core.sources._common import load_json
 from cpuidkit.core.sources.kvm_json import parse_doc
+from cpuidkit.core.supported import KvmSetup, host_kernel_xcr0, predict_supported_cpuid
 from cpuidkit.core.table import CpuidTable
 from cpuidkit.core.xsave import XsaveComponent, components_of, supported_xcr0, supported_xss
 from cpuidkit.errors import InputError, LookupFailed
@@ -63,6 +69,9 @@ class HostProfile:
     tdp: bool = True
     allow_smaller_maxphyaddr: bool = False
     supported: CpuidTable | None = None  # KVM_GET_SUPPORTED_CPUID, when measured
+    # KVM_GET_SUPPORTED_CPUID predicted for (kernel, vendor) and stored with the profile (built-in hosts)
+    predicted: CpuidTable | None = field(default=None, compare=False)
+    predicted_for: tuple[str, str] | None = None
     # Measured vendor-module behaviour (pvm): see cpuidkit.kvm.vendors
     vendor_rewrite: dict | None = field(default=None, compare=False)
     guest_perm_xcr0: int | None = None  # arch_prctl(ARCH_GET_XCOMP_GUEST_PERM) when measured
@@ -128,6 +137,12 @@ class HostProfile:
         """
         if kernel is not None:
             return self.kvm_supported_xcr0(vendor) & int(kernel.value("supported_xcr0_mask"), 0)
+        hit = self._predictions.get(("kvm_supported_xcr0", vendor))
+        if hit is None:
+            hit = self._predictions[("kvm_supported_xcr0", vendor)] = self._kvm_supported_xcr0(vendor)
+        return hit
+
+    def _kvm_supported_xcr0(self, vendor: str) -> int:
         if self.supported_xcr0 is not None:
             return self.supported_xcr0
         if self.supported is not None:
@@ -136,26 +151,45 @@ class HostProfile:
             return measured | (self.xcr0_mask & KVM_SUPPORTED_XCR0 & XFEATURE_MASK_XTILE_DATA)
         if not self.has_xsave:
             return 0
-        mask = self.xcr0_mask & KVM_SUPPORTED_XCR0
+        # host XCR0 as the host kernel sets it up (components whose feature it keeps), not the raw 0xD.0
+        mask = host_kernel_xcr0(self.cpuid, DEFAULT_KERNEL) & KVM_SUPPORTED_XCR0
         if vendor == "svm":
             mask &= ~XFEATURE_MASK_MPX
         return mask
 
-    def supported_cpuid(self, xfeature_perm: int | None = None, kernel=None) -> CpuidTable:
-        """KVM_GET_SUPPORTED_CPUID: measured where known; else the host's CPUID with AMX filtered
-        out of 0xD.0 unless TILEDATA is permitted.  From 6.4 (``kvm_get_filtered_xcr0``) TILECFG is
-        hidden too; 5.17-6.3 hide only TILEDATA (``supported_cpuid_amx_filter``; default: 6.4+)."""
+    def supported_cpuid(self, xfeature_perm: int | None = None, kernel=None, vendor: str | None = None) -> CpuidTable:
+        """KVM_GET_SUPPORTED_CPUID: measured where known; else predicted from the host's CPUID for
+        ``kernel`` (a version or KernelProfile; default: the modelled default kernel) and the vendor module
+        (:meth:`vendor_for`) by :func:`cpuidkit.core.supported.predict_supported_cpuid`.  ``xfeature_perm``
+        is the process's guest XSAVE permission (default: everything but AMX TILEDATA), which hides AMX as
+        the kernel's version does (``supported_cpuid_amx_filter``).  The table's ``source`` says which."""
         if self.supported is not None:
             return self.supported
         perm = self.default_guest_perm() if xfeature_perm is None else xfeature_perm
-        t = self.cpuid
-        e = t.get(0xD, 0)
-        if e is not None and e.eax & XFEATURE_MASK_XTILE_DATA & ~perm:
-            how = kernel.value("supported_cpuid_amx_filter") if kernel is not None else "both"
-            t = t.set_field("0xd.0.eax[18]", 0)
-            if how in ("both", "none"):  # "none": before 5.17 KVM supports no AMX at all
-                t = t.set_field("0xd.0.eax[17]", 0)
-        return t
+        return self._predict(DEFAULT_KERNEL if kernel is None else kernel, self.vendor_for(vendor), perm)
+
+    def _predict(self, kernel, vendor: str, perm: int) -> CpuidTable:
+        cache = self._predictions
+        key = (repr(kernel) if not isinstance(kernel, str) else kernel, vendor, perm)
+        hit = cache.get(key)
+        if hit is None:
+            setup = KvmSetup.for_vendor(
+                vendor, tdp=self.tdp, allow_smaller_maxphyaddr=self.allow_smaller_maxphyaddr, xfeature_perm=perm
+            )
+            hit = cache[key] = predict_supported_cpuid(self.cpuid, kernel, vendor, setup=setup)
+        return hit
+
+    @functools.cached_property
+    def _predictions(self) -> dict:
+        return {}
+
+    @property
+    def supported_label(self) -> str:
+        """Where :meth:`supported_cpuid` comes from: measured, or predicted for which kernel and vendor."""
+        if self.supported is not None:
+            return f"KVM_GET_SUPPORTED_CPUID measured ({self.source})"
+        kernel, vendor = self.predicted_for or (DEFAULT_KERNEL, self.vendor_for(None))
+        return f"KVM_GET_SUPPORTED_CPUID predicted for kernel {kernel} with {vendor} (not measured)"
 
     def vendor_for(self, vendor: str | None = None) -> str:
         """The KVM vendor module a vCPU on this host uses: ``vendor`` when given, else the module the host
@@ -235,6 +269,16 @@ def _load_host_file(path: Path) -> HostProfile:
     supported = None
     if doc.get("supported"):
         supported = CpuidTable(parse_doc(doc["supported"], f"{path}:supported"), source=str(path))
+    predicted, predicted_for = None, None
+    pred = doc.get("predicted_supported")
+    if pred is not None:
+        if not isinstance(pred, dict) or not all(k in pred for k in ("kernel", "vendor", "cpuid")):
+            raise InputError('"predicted_supported" needs "kernel", "vendor" and "cpuid"', source=str(path))
+        predicted_for = (str(pred["kernel"]), check_vendor(pred["vendor"]))
+        predicted = CpuidTable(
+            parse_doc(pred["cpuid"], f"{path}:predicted_supported"),
+            source=f"{path}: KVM_GET_SUPPORTED_CPUID predicted for kernel {predicted_for[0]} with {predicted_for[1]}",
+        )
     return HostProfile(
         name=doc["name"],
         cpuid=table,
@@ -243,6 +287,8 @@ def _load_host_file(path: Path) -> HostProfile:
         tdp=bool(doc.get("tdp", True)),
         allow_smaller_maxphyaddr=bool(doc.get("allow_smaller_maxphyaddr", False)),
         supported=supported,
+        predicted=predicted,
+        predicted_for=predicted_for,
         vendor_rewrite=doc.get("vendor_rewrite"),
         guest_perm_xcr0=doc.get("guest_perm_xcr0"),
         supported_xcr0=doc.get("supported_xcr0"),

@@ -434,7 +434,9 @@ class SimulatedVcpu:
         elif index == MSR_IA32_MISC_ENABLE:
             old = self.state.misc_enable
             if "MISC_ENABLE_NO_MWAIT" in self.state.quirks_disabled and (old ^ value) & MISC_ENABLE_MWAIT:
-                e = self._stored.get_any(1)
+                # guest_cpuid_has(X86_FEATURE_XMM3): KVM's lookup of 1.0, so a flagged leaf-1 entry with another
+                # index does not count (the runtime update itself finds leaf 1 whatever its index)
+                e = self._stored.get(1, 0)
                 if vendor_mwait_checked(self.vendor, self.host) and not (e and e.ecx & 1):
                     raise self._err(
                         "EINVAL",

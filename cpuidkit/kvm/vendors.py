@@ -6,10 +6,21 @@ vmx and svm keep the stored table as KVM's common code leaves it (their
 KVM_SET_CPUID2 and drops 0x1D, 0x1E and 0x24 (``pvm_vcpu_after_set_cpuid``,
 ``pvm_drop_cpuid_leaf``; measured on the project's machines, see docs/model.md).  Its
 code is not public, so its rewrite is **measured** on the live host
-(``cpuidkit.live.calibrate``) and carried in the host profile as data:
+(``cpuidkit.live.calibrate``) and carried in the host profile as data::
 
-``vendor_rewrite = {"registers": {"0x1.0.ecx": {"force1": m, "force0": m}, ...},
-"dropped": [functions], "appended": [entries], "cr4_valid": mask}``
+    vendor_rewrite = {
+        "registers": {"0x1.0.ecx": {"force1": m, "force0": m}, ...},  # bits forced whatever was set
+        "hidden": {"absent": {"0x1.0.ecx": m, ...}, "no_ymm": {...}},  # forced-1 bits it clears instead
+        "dropped": [functions], "appended": [entries], "append_limit": n, "cr4_valid": mask, ...}
+
+How it applies them is the same on every host (``data/pvm-behaviours.csv``, measured live): it finds each
+entry with KVM's lookup (``cpuid_entry2_find``: the first entry of the function, whose index counts only
+when it carries the significant-index flag), rewriting 1.0, 7.0, 7.1 and 0xD.0 … 0xD.63 in that order, so
+an unflagged entry can receive several subleaves' data and keeps the last; when the lookup finds no 0xD.0
+while leaf 1 is found, it appends its 0xD entries at the end (duplicates included) if the table as set plus
+them fits in 256 entries; otherwise there is no XSAVE state (``absent``: XSAVE, the AVX family and every
+0xD.n ≥ 2 it finds are cleared); a 0xD.0 whose rewritten XCR0 lacks AVX state hides the AVX family
+(``no_ymm``).  Which bits each context clears is measured per host.
 
 Without a measurement, the model says so (``measured=False``) and leaves the
 table as upstream KVM would.
@@ -23,6 +34,13 @@ from cpuidkit.core.table import CpuidEntry, CpuidTable
 # Leaves whose fields the pvm module owns (the rest of the table passes through).
 PVM_OWNED_LEAVES = {1: None, 7: (0, 1), 0xD: None}
 PVM_DROPPED = (0x1D, 0x1E, 0x24)
+MAX_CPUID_ENTRIES = 256
+XFEATURE_YMM = 1 << 2
+# The order of the module's lookups (measured: an unflagged 7.0 keeps 7.1's data, an unflagged 0xD.0 the last
+# subleaf's); the 0xD part comes first here because the feature leaves depend on its outcome (their lookups
+# never land on a 0xD entry, so the order between the two groups changes nothing).
+XSAVE_KEYS = tuple((0xD, n) for n in range(64))
+FEATURE_KEYS = ((1, 0), (7, 0), (7, 1))
 
 
 def _masks(host: HostProfile) -> dict[tuple[int, int], dict[str, tuple[int, int]]]:
@@ -33,48 +51,104 @@ def _dropped(host: HostProfile) -> frozenset[int]:
     return frozenset((host.vendor_rewrite or {}).get("dropped", PVM_DROPPED))
 
 
+def _hidden(host: HostProfile, context: str) -> dict[tuple[int, int], dict[str, int]]:
+    out: dict[tuple[int, int], dict[str, int]] = {}
+    for key, mask in ((host.vendor_rewrite or {}).get("hidden", {}).get(context) or {}).items():
+        fn, idx, reg = key.split(".")
+        out.setdefault((int(fn, 16), int(idx)), {})[reg] = mask
+    return out
+
+
+def _find(entries: list[CpuidEntry], function: int, index: int) -> int | None:
+    """KVM's ``cpuid_entry2_find``: the first entry of ``function`` that is unflagged or has ``index``."""
+    for pos, e in enumerate(entries):
+        if e.function == function and (not e.flags & 1 or e.index == index):
+            return pos
+    return None
+
+
+def _positions(entries: list[CpuidEntry], function: int) -> list[int]:
+    return [pos for pos, e in enumerate(entries) if e.function == function]
+
+
+def _rewrite(
+    entries: list[CpuidEntry],
+    keys: tuple[tuple[int, int], ...],
+    masks: dict[tuple[int, int], dict[str, tuple[int, int]]],
+    hidden: dict[tuple[int, int], dict[str, int]],
+) -> None:
+    """Each key's forced bits (and the context's hidden ones) on the entry KVM's lookup finds for it, in order."""
+    where = {fn: _positions(entries, fn) for fn in {k[0] for k in keys}}
+    for fn, idx in keys:
+        regs = masks.get((fn, idx), {})
+        hide = hidden.get((fn, idx), {})
+        if not regs and not hide:
+            continue
+        # the lookup over this function's entries only (a rewrite changes values, never function/index/flags)
+        pos = next((p for p in where[fn] if not entries[p].flags & 1 or entries[p].index == idx), None)
+        if pos is None:
+            continue
+        e = entries[pos]
+        vals = [e.eax, e.ebx, e.ecx, e.edx]
+        for i, r in enumerate(("eax", "ebx", "ecx", "edx")):
+            f1, f0 = regs.get(r, (0, 0))
+            h = hide.get(r, 0)
+            vals[i] = (vals[i] | (f1 & ~h)) & ~(f0 | h) & 0xFFFFFFFF
+        entries[pos] = CpuidEntry.trusted(e.function, e.index, e.flags, *vals)
+
+
+def append_limit(host: HostProfile) -> int:
+    """The largest table (entries as set) the pvm module still appends its 0xD entries to (measured; else
+    what leaves room for them under KVM_MAX_CPUID_ENTRIES)."""
+    rewrite = host.vendor_rewrite or {}
+    limit = rewrite.get("append_limit")
+    return int(limit) if limit is not None else MAX_CPUID_ENTRIES - len(rewrite.get("appended", []))
+
+
+def pvm_context(table: CpuidTable, host: HostProfile) -> str:
+    """Which of the module's cases a table as set falls in: ``normal``, ``appended`` (0xD entries added),
+    ``absent`` (no 0xD.0 and none added) or ``no_ymm`` (0xD.0 rewritten to an XCR0 without AVX state)."""
+    return _pvm(table, host)[1]
+
+
 def pvm_rewrite(table: CpuidTable, host: HostProfile) -> CpuidTable:
-    """Apply the host's measured pvm rewrite: forced bits per register, dropped leaves, appended 0xD entries."""
+    """Apply the host's measured pvm rewrite the way the module does (see the module docstring)."""
+    return _pvm(table, host)[0]
+
+
+def _pvm(table: CpuidTable, host: HostProfile) -> tuple[CpuidTable, str]:
     masks = _masks(host)
-    # only entries of the masked functions can be rewritten (or shadow one that is)
-    dropped, masked = _dropped(host), frozenset(fn for fn, _ in masks)
-    out: list[CpuidEntry] = []
-    append = out.append
-    seen_first: set[tuple[int, int]] = set()
-    has_leaf1 = has_0xd = False
-    for e in table:
-        fn = e.function
-        if fn in dropped:
-            continue
-        if fn == 1:
-            has_leaf1 = True
-        elif fn == 0xD:
-            has_0xd = True
-        if fn not in masked:
-            append(e)
-            continue
-        key = (fn, e.index if e.flags & 1 else 0)
-        first = key not in seen_first
-        seen_first.add(key)
-        regs = masks.get((fn, e.index)) if first else None
-        if regs:
-            vals = {r: (e.reg(r) | f1) & ~f0 & 0xFFFFFFFF for r, (f1, f0) in regs.items()}
-            e = CpuidEntry.trusted(
-                fn,
-                e.index,
-                e.flags,
-                vals.get("eax", e.eax),
-                vals.get("ebx", e.ebx),
-                vals.get("ecx", e.ecx),
-                vals.get("edx", e.edx),
-            )
-        append(e)
-    appended = (host.vendor_rewrite or {}).get("appended", [])
-    # measured: the 0xD entries are appended only while the table as set, plus them, fits
-    # KVM_MAX_CPUID_ENTRIES (a 251-entry table got none, 248 after the drops); all or none
-    if has_leaf1 and not has_0xd and len(table) + len(appended) <= 256:
-        out.extend(CpuidEntry(**a) for a in appended)
-    return CpuidTable._of(out)
+    dropped = _dropped(host)
+    entries = [e for e in table if e.function not in dropped]
+    context = "normal"
+    if _find(entries, 0xD, 0) is None:
+        appended = (host.vendor_rewrite or {}).get("appended", [])
+        # measured: only when leaf 1 is found, and only while the table as set plus them fits (all or none)
+        if appended and _find(entries, 1, 0) is not None and len(table) <= append_limit(host):
+            entries.extend(CpuidEntry(**a) for a in appended)
+            context = "appended"
+        else:
+            context = "absent"
+    _rewrite(entries, XSAVE_KEYS, masks, {})
+    # then the XCR0 the rewritten 0xD.0 holds (none without one) decides: every subleaf n >= 2 outside it is
+    # cleared where KVM's lookup finds it (measured: flagged 0xD.2/5/6/7 behind an unflagged 0xD.3 that took
+    # the place of 0xD.0 come back all zero), and without AVX state the AVX family is hidden
+    pos = _find(entries, 0xD, 0)
+    xcr0 = 0 if pos is None else entries[pos].eax | entries[pos].edx << 32
+    where = _positions(entries, 0xD)
+    for n in range(2, 64):
+        if not xcr0 >> n & 1:
+            p = next((q for q in where if not entries[q].flags & 1 or entries[q].index == n), None)
+            if p is not None and (entries[p].eax | entries[p].ebx | entries[p].ecx | entries[p].edx):
+                e = entries[p]
+                entries[p] = CpuidEntry.trusted(e.function, e.index, e.flags, 0, 0, 0, 0)
+    if context != "absent" and not xcr0 & XFEATURE_YMM and _hidden(host, "no_ymm"):
+        context = "no_ymm"
+    hidden = _hidden(host, context) if context in ("absent", "no_ymm") else {}
+    # the hidden bits can lie beyond leaves 1 and 7 (0x80000001 ECX XOP and FMA4 on the Intel host measured)
+    keys = FEATURE_KEYS + tuple(sorted(k for k in hidden if k not in FEATURE_KEYS))
+    _rewrite(entries, keys, masks, hidden)
+    return CpuidTable._of(entries), context
 
 
 def vendor_after_set(vendor: str, stored: CpuidTable, host: HostProfile) -> CpuidTable | None:

@@ -86,7 +86,8 @@ class KernelLab:
     Attributes after boot: ``package``, ``package_version`` (the Debian
     version), ``kernel_release`` (``uname -r`` in the guest), ``kernel``
     (``X.Y``), ``vendor`` (``"svm"``), ``vendor_module``, ``info`` (all the
-    agent reported), ``boot_seconds``, ``pid`` (QEMU's).
+    agent reported), ``boot_seconds``, ``pid`` (QEMU's), ``command_line`` (the
+    guest kernel's).
     """
 
     def __init__(
@@ -113,6 +114,7 @@ class KernelLab:
         self._next_id = 1
         self._closed = False
         self.info: dict = {}
+        self.command_line = ""
         self.boot_seconds: float | None = None
         self.last_guest_seconds: float | None = None  # time the agent spent on the last request
         # everything that can be missing is checked before anything slow happens
@@ -136,6 +138,7 @@ class KernelLab:
                 f"CPUIDKIT_LAB_AGENT={AGENT_MODULE}",
             ]
         )
+        self.command_line = append  # the guest kernel's command line (e.g. mitigations=off: it shapes its CPU view)
         started = time.monotonic()
         deadline = started + float(boot_timeout)
         self._guest = QemuGuest(

@@ -8,6 +8,8 @@ table and in every figure.  The classes are those of
 
 from __future__ import annotations
 
+import html
+
 OWNER_COLOURS = {
     "passthrough": "#cfe8cf",  # green: userspace decides, KVM stores and shows it unchanged
     "runtime": "#ffd39b",  # orange: KVM overwrites it from vCPU state
@@ -42,3 +44,20 @@ def legend_html() -> str:
         for name, c in OWNER_COLOURS.items()
     )
     return f'<div style="font-size:90%">{cells}</div>'
+
+
+# whether a real kernel confirmed the model's answer (cpuidkit.core.confirmed): a small line under a verdict
+CONFIRMATION_STYLE = {
+    "confirmed": ("#2e7d32", "✓"),  # a real kernel of this series and vendor agreed on every case run
+    "disagreed": ("#c62828", "✗"),  # it ran and the model missed cases
+    "source": ("#6d6d6d", "◌"),  # never run: read from the kernel source only
+}
+
+
+def confirmation_html(c) -> str:
+    """A :class:`~cpuidkit.core.confirmed.Confirmation` as a one-line badge (the longer text on hover)."""
+    colour, mark = CONFIRMATION_STYLE[c.status]
+    return (
+        f'<div class="cpuidkit-confirmation cpuidkit-confirmation-{c.status}" '
+        f'style="font-size:80%;color:{colour}" title="{html.escape(c.text)}">{mark} {html.escape(c.badge)}</div>'
+    )

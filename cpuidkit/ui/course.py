@@ -11,27 +11,35 @@ are :mod:`cpuidkit.analysis.figures`' (through :mod:`cpuidkit.ui.plots`).
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from cpuidkit._files import data_dir
+from cpuidkit.analysis.addressing import host_has_five_level_tdp, usable_gpa_bits
 from cpuidkit.analysis.fleet import fleet, load_hosts
+from cpuidkit.analysis.lint import guest_ready, guest_template, lint_axes, lint_table
 from cpuidkit.analysis.migrate import migrate
 from cpuidkit.analysis.review import Review
 from cpuidkit.analysis.review import review as analysis_review
+from cpuidkit.core.confirmed import confirmation
 from cpuidkit.core.history import fingerprint_changes, predicted_present
 from cpuidkit.core.hosts import HostProfile, builtin_hosts
 from cpuidkit.core.kernels import DEFAULT_KERNEL, named_kernels, parse_version
 from cpuidkit.core.sources import load
 from cpuidkit.core.table import CpuidEntry, CpuidTable
 from cpuidkit.errors import KvmError
+from cpuidkit.kvm.check import VcpuSetup, check
 from cpuidkit.kvm.interface import CR4_OSXSAVE, CR4_PKE, MSR_IA32_APICBASE
 from cpuidkit.kvm.vcpu import SimulatedVcpu
 from cpuidkit.live import resolve_host
+from cpuidkit.ui import _output
 from cpuidkit.ui.plots import fleet_matrix
 
 __all__ = [
     "frame",
+    "glossary",
     "life_story",
     "rejection_scenarios",
     "post_run_across_kernels",
@@ -45,17 +53,53 @@ __all__ = [
     "review",
     "pool_phys_bits",
     "migration_matrix",
+    "migration_reasons",
+    "AxesExample",
+    "axes_examples",
+    "axes_rows",
+    "axes_grid",
+    "IMPOSSIBLE_CELLS",
     "kernels_in_order",
 ]
 
 RUNTIME_NAMES = ("osxsave", "ospke", "apic", "monitor", "xsave_size_enabled", "xsaves_size_enabled")
 
 
+MISSING = "—"  # what a table cell shows for "no value" (never pandas' NaN)
+
+
 def frame(rows, columns=None):
-    """Rows (dicts) as a pandas DataFrame."""
+    """Rows (dicts) as a pandas DataFrame; a missing value (None, or a key a row lacks) shows as "—"."""
     import pandas as pd  # heavy: imported on use
 
-    return pd.DataFrame(list(rows), columns=columns)
+    df = pd.DataFrame(list(rows), columns=columns)
+    for c in df.columns[df.isna().any()]:
+        df[c] = df[c].astype(object).where(df[c].notna(), MISSING)
+    return df
+
+
+def docs_dir() -> Path | None:
+    """The repository's docs/ folder (a checkout or an editable install), or None (an installed wheel)."""
+    d = Path(__file__).resolve().parents[2] / "docs"
+    return d if (d / "glossary.md").is_file() else None
+
+
+def glossary():
+    """docs/glossary.md as a closed accordion a notebook can show (JupyterLab started on notebooks/ cannot
+    follow a link to ../docs); where docs/ is not there, a line saying where to read it."""
+    import ipywidgets as W  # heavy: imported on use
+    from IPython.display import Markdown  # heavy: imported on use
+
+    d = docs_dir()
+    if d is None:
+        return Markdown("The glossary is docs/glossary.md in the cpuidkit repository.")
+    text = (d / "glossary.md").read_text(encoding="utf-8")
+    out = W.Output()
+    _output.show(out, Markdown(text))  # never `with out:` while a cell runs (cpuidkit.ui._output)
+    box = W.Accordion(children=[out], selected_index=None)
+    box.set_title(0, f"Glossary: {text.count(chr(10) + '**')} terms (docs/glossary.md) — click to open")
+    box.add_class("cpuidkit-glossary")
+    return box
 
 
 def kernels_in_order() -> list[str]:
@@ -219,6 +263,7 @@ def post_run_across_kernels(host: HostProfile | str | None = "sapphire-rapids", 
                 out[label] = e.errno_name
         out["rule"] = v.kernel_profile.value("post_run_set_cpuid")
         out["source"] = v.kernel_profile.source("post_run_set_cpuid")
+        out["real kernel"] = confirmation(k, vendor).short  # confirmed on one, or read from source only
         rows.append(out)
     return rows
 
@@ -333,11 +378,32 @@ def pool_phys_bits(hosts) -> int:
     return min(resolve_host(h).maxphyaddr for h in hosts)
 
 
+def _width_findings(g: int, h: HostProfile, kernel: str) -> list:
+    guest = h.supported_cpuid().set_field("phys_addr_bits", g)
+    return [f for f in migrate(guest, h, kernel=kernel).findings if f.rule == "maxphyaddr"]
+
+
+def _worst(findings) -> str:
+    for severity in ("blocker", "warning"):
+        if any(f.severity == severity for f in findings):
+            return severity
+    return "ok"
+
+
+def host_column(h: HostProfile) -> str:
+    """A destination's column title: its MAXPHYADDR, and the GPA width KVM can map there when that is
+    smaller (4-level EPT/NPT only: 48 bits, ``usable_gpa_bits``)."""
+    mappable = usable_gpa_bits(h.maxphyaddr, tdp=h.tdp, five_level_tdp=host_has_five_level_tdp(h))
+    return f"{h.name} ({h.maxphyaddr})" if mappable >= h.maxphyaddr else f"{h.name} ({h.maxphyaddr}, maps {mappable})"
+
+
 def migration_matrix(guest_bits, hosts, kernel: str = DEFAULT_KERNEL) -> list[dict]:
     """For each guest MAXPHYADDR and destination host: the migration check's verdict on that width.
 
     The guest is the destination's own supported CPUID with only MAXPHYADDR changed,
-    so the answer is about the width alone (``cpuidkit.analysis.migrate``).
+    so the answer is about the width alone (``cpuidkit.analysis.migrate``).  A column names the host's
+    MAXPHYADDR and, where KVM can map less (no 5-level EPT/NPT), the mappable width;
+    :func:`migration_reasons` gives the reason of every blocker.
     """
 
     rows = []
@@ -345,17 +411,158 @@ def migration_matrix(guest_bits, hosts, kernel: str = DEFAULT_KERNEL) -> list[di
         row = {"guest MAXPHYADDR": g}
         for name in hosts:
             h = resolve_host(name)
-            guest = h.supported_cpuid().set_field("phys_addr_bits", g)
-            rep = migrate(guest, h, kernel=kernel)
-            mp = [f for f in rep.findings if f.rule == "maxphyaddr"]
-            worst = (
-                "blocker"
-                if any(f.severity == "blocker" for f in mp)
-                else ("warning" if any(f.severity == "warning" for f in mp) else "ok")
-            )
-            row[f"{name} ({h.maxphyaddr})"] = worst
+            row[host_column(h)] = _worst(_width_findings(g, h, kernel))
         rows.append(row)
     return rows
+
+
+def _first_sentence(text: str) -> str:
+    return re.split(r"(?<=\.) (?=[A-Z])", text, maxsplit=1)[0]
+
+
+def migration_reasons(guest_bits, hosts, kernel: str = DEFAULT_KERNEL, severities=("blocker",)) -> list[dict]:
+    """Why each cell of :func:`migration_matrix` with one of ``severities`` is what it is: the first
+    sentence of the migration check's finding (``cpuidkit.analysis.migrate``), one row per cell."""
+    rows = []
+    for g in guest_bits:
+        for name in hosts:
+            h = resolve_host(name)
+            fs = _width_findings(g, h, kernel)
+            worst = _worst(fs)
+            if worst in severities:
+                f = next(f for f in fs if f.severity == worst)
+                rows.append(
+                    {
+                        "guest MAXPHYADDR": g,
+                        "destination": host_column(h),
+                        "verdict": worst,
+                        "why": _first_sentence(f.explanation),
+                    }
+                )
+    return rows
+
+
+# -- 07: three axes ---------------------------------------------------------------------------------------
+
+# (architecture, guest) pairs in the order a grid shows them; the last cannot hold any table
+AXIS_COLUMNS = (("legal", "sane"), ("legal", "insane"), ("illegal", "insane"), ("illegal", "sane"))
+IMPOSSIBLE_CELLS = {
+    ("illegal", "sane"): (
+        "cannot exist: illegal means the architecture forbids it or a guest that follows the SDM/APM faults on "
+        "it, so no guest can use the table: every illegal table is insane (the lint counts it so)"
+    ),
+}
+
+
+@dataclass(frozen=True)
+class AxesExample:
+    """A table for one cell of the three axes: ``meant`` is the cell it is built for, ``(KVM, architecture,
+    guest)``; where it really lands is computed by :func:`axes_rows` (``check()`` and the lint)."""
+
+    name: str
+    meant: tuple[str, str, str]
+    table: CpuidTable
+    how: str
+    state: VcpuSetup | None = None
+
+
+def axes_examples(host: HostProfile | str | None = "sapphire-rapids") -> list[AxesExample]:
+    """One or more tables for every cell of accepted/rejected × legal/illegal × sane/insane that can hold
+    one, each made from the host's CPUID as a guest template (``guest_template``: no AMX, runtime fields
+    at their reset values) by one change.  The rejections are the four KVM has: E2BIG, EPERM (on a host with
+    AMX), EINVAL for a table changed after KVM_RUN, EINVAL for the linear width."""
+    h = resolve_host(host)
+    base = guest_template(h)
+    no_avx512_state = base.set_fields({"0xd.0.eax[5]": 0, "0xd.0.eax[6]": 0, "0xd.0.eax[7]": 0})
+    examples = [
+        AxesExample("host template", ("accepted", "legal", "sane"), base, "the host's CPUID as a guest template"),
+        AxesExample(
+            "TILECFG without TILEDATA",
+            ("accepted", "legal", "insane"),
+            base.set_field("0xd.0.eax[17]", 1),
+            "0xD.0 EAX enumerates XCR0 bit 17 (TILECFG) but not bit 18 (TILEDATA)",
+        ),
+        AxesExample(
+            "CET_U in 0xD.0",
+            ("accepted", "illegal", "insane"),
+            base.set_field("0xd.0.eax[11]", 1),
+            "0xD.0 EAX lists bit 11 (CET_U), a supervisor component, as a user XCR0 bit",
+        ),
+        AxesExample(
+            "257 entries",
+            ("rejected", "legal", "sane"),
+            base.appended(*_filler(257 - len(base))),
+            f"the template and {257 - len(base)} empty entries in the hypervisor range: one above the limit",
+        ),
+    ]
+    if h.supports_amx:
+        amx = guest_ready(h.cpuid)
+        examples.append(
+            AxesExample(
+                "AMX without permission",
+                ("rejected", "legal", "sane"),
+                amx,
+                "the host's own CPUID with AMX; the VMM did not call arch_prctl(ARCH_REQ_XCOMP_GUEST_PERM)",
+            )
+        )
+    examples += [
+        AxesExample(
+            "changed after KVM_RUN",
+            ("rejected", "legal", "insane"),
+            no_avx512_state,
+            "after KVM_RUN, the template again with the AVX-512 XCR0 components cleared (AVX-512F still set)",
+            VcpuSetup(has_run=True, previous=base),
+        ),
+        AxesExample(
+            "linear width 52",
+            ("rejected", "illegal", "insane"),
+            base.set_field("virt_addr_bits", 52),
+            "0x80000008.EAX[15:8] = 52: no paging mode has 52-bit linear addresses",
+        ),
+    ]
+    return examples
+
+
+def axes_rows(
+    host: HostProfile | str | None = "sapphire-rapids", kernel: str = DEFAULT_KERNEL, vendor: str = "vmx"
+) -> list[dict]:
+    """Every example of :func:`axes_examples` placed on the three axes, live: KVM's verdict from
+    ``check()`` (with the example's vCPU state), legal/illegal and sane/insane from ``lint_table`` +
+    ``lint_axes``; the rule behind each answer."""
+    h = resolve_host(host)
+    rows = []
+    for ex in axes_examples(h):
+        out = check(ex.table, kernel=kernel, vendor=vendor, host=h, state=ex.state)
+        fs = lint_table(ex.table, host=h)
+        legal, sane = lint_axes(fs)
+        rows.append(
+            {
+                "example": ex.name,
+                "KVM": out.verdict,
+                "errno": out.errno,
+                "architecture": legal,
+                "guest": sane,
+                "KVM rule": out.error.rule if out.error else None,
+                "lint findings": ", ".join(dict.fromkeys(f.rule for f in fs if f.severity != "info")) or None,
+                "how": ex.how,
+                "meant": ex.meant,
+            }
+        )
+    return rows
+
+
+def axes_grid(rows: list[dict]):
+    """The three axes as one grid (rows: KVM's verdict; columns: architecture · guest): the examples of
+    :func:`axes_rows` in the cell they landed in, and why a cell that cannot hold a table cannot."""
+    out = []
+    for verdict in ("accepted", "rejected"):
+        row: dict[str, str | None] = {"KVM": verdict}
+        for legal, sane in AXIS_COLUMNS:
+            names = [r["example"] for r in rows if (r["KVM"], r["architecture"], r["guest"]) == (verdict, legal, sane)]
+            why = IMPOSSIBLE_CELLS.get((legal, sane))
+            row[f"{legal} · {sane}"] = ", ".join(names) or ("cannot exist" if why else None)
+        out.append(row)
+    return frame(out).set_index("KVM")
 
 
 # -- 09: a design review -----------------------------------------------------------------------------
@@ -418,12 +625,12 @@ def fleet_hosts() -> tuple[list[HostProfile], str]:
 def fleet_panel(kernel: str = DEFAULT_KERNEL):
     """The fleet migration matrix as a widget: a progress bar while it computes, then the figure and a summary."""
     import ipywidgets as W  # heavy: imported on use
-    from IPython.display import display  # heavy: imported on use
 
     bar = W.IntProgress(value=0, min=0, max=1, description="fleet", layout=W.Layout(width="60%"))
     status = W.HTML()
     out = W.Output()
     box = W.VBox([bar, status, out])
+    box.add_class("cpuidkit-fleet")
 
     def progress(done: int, total: int, stage: str) -> None:
         bar.max, bar.value, bar.description = max(total, 1), done, stage
@@ -436,7 +643,6 @@ def fleet_panel(kernel: str = DEFAULT_KERNEL):
         f"<b>{s['ok_with_warnings']}</b> with warnings, <b>{s['blocked']}</b> blocked (kernel {kernel})"
     )
     fig = fleet_matrix(f)
-    with out:
-        display(fig)
+    _output.show(out, fig)  # never `with out:` while a cell runs: Voilà can hang (cpuidkit.ui._output)
     box.fleet, box.figure = f, fig
     return box

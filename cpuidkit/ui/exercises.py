@@ -9,22 +9,28 @@ stay right when the model learns something.
 An answer of the wrong type (a number where a dict is asked, a float XCR0, an
 endless iterator…) is wrong, with a hint saying what to give: a checker never
 raises on what a reader types.  An XCR0 is read as ``cpuidkit xcr0`` reads it.
+
+Next to each checker, ``answer_…()`` computes the right answer from the core the same way
+(an :class:`Answer`: the value and how to write it); :data:`EXERCISES` pairs them, and
+:func:`answer_key_markdown` is the trainers' answer key (``docs/answer-key.md``, written by
+``make course-docs``; a test checks the file is current and that every answer passes its checker).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 
 from cpuidkit.analysis.lint import lint_table
 from cpuidkit.core.catalog import catalog
 from cpuidkit.core.kernels import DEFAULT_KERNEL, behaviour_rows
 from cpuidkit.core.table import CpuidEntry, CpuidTable
-from cpuidkit.core.xsave import standard_size
+from cpuidkit.core.xsave import mask_names, standard_size
 from cpuidkit.errors import CpuidkitError, InputError, KvmError
 from cpuidkit.kvm.check import check
 from cpuidkit.kvm.vcpu import SimulatedVcpu
+from cpuidkit.kvm.xcr import accept_set
 from cpuidkit.live import LiveVcpu, kvm_available, resolve_host
 from cpuidkit.ui import _inputs
 from cpuidkit.ui.course import example_template
@@ -42,6 +48,10 @@ __all__ = [
     "check_kernel_history",
     "check_review",
     "check_live_width",
+    "Answer",
+    "Exercise",
+    "EXERCISES",
+    "answer_key_markdown",
     "OWNER_QUESTION",
     "REJECTION_QUESTION",
     "POOL",
@@ -69,6 +79,14 @@ class Feedback:
         return {True: "RIGHT: ", False: "NOT YET: ", None: "NOT ANSWERED: "}[self.ok] + self.message
 
     __repr__ = __str__
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A right answer: ``value`` (what the checker takes) and ``text`` (how a reader writes it)."""
+
+    value: object
+    text: str
 
 
 def _todo(hint: str) -> Feedback:
@@ -137,9 +155,7 @@ def check_first_toggle(answer) -> Feedback:
     got = _errno_answer(answer)
     if got is None:
         return Feedback(False, 'Answer with text: "ok" or an errno name such as "EINVAL".')
-    h = _host()
-    out = check(h.supported_cpuid().set_field("avx512f", 0), kernel=KERNEL, host=h)
-    want = _norm_errno(out.errno)
+    want = answer_first_toggle().value
     if got == want:
         return Feedback(
             True,
@@ -152,6 +168,14 @@ def check_first_toggle(answer) -> Feedback:
         "kvm_check_cpuid() only the linear-address width and AMX permission; clearing a feature "
         "bit touches none of them.",
     )
+
+
+def answer_first_toggle() -> Answer:
+    """00's answer: what the model's KVM_SET_CPUID2 returns for the table with avx512f cleared."""
+    h = _host()
+    out = check(h.supported_cpuid().set_field("avx512f", 0), kernel=KERNEL, host=h)
+    want = _norm_errno(out.errno)
+    return Answer(want, repr(want))
 
 
 # -- 01 ----------------------------------------------------------------------------------------------
@@ -189,6 +213,13 @@ def check_field_position(answer, name: str = "avx2") -> Feedback:
     if not problems:
         return Feedback(True, f"{f.name} is {f.leaf:#x}.{f.subleaf_text}.{f.register}[{f.bits}]: {f.description}.")
     return Feedback(False, "; ".join(problems) + ".")
+
+
+def answer_field_position(name: str = "avx2") -> Answer:
+    """01's answer: the catalog's position of ``name`` (its first subleaf, its lowest bit)."""
+    f = catalog().resolve(name)
+    value = (f.leaf, f.sub_lo, f.register, f.lo)
+    return Answer(value, f"({f.leaf:#x}, {f.sub_lo}, {f.register!r}, {f.lo})")
 
 
 # -- 02 ----------------------------------------------------------------------------------------------
@@ -229,6 +260,13 @@ def check_owners(answer: dict | None) -> Feedback:
     return Feedback(False, "; ".join(wrong) + ".")
 
 
+def answer_owners() -> Answer:
+    """02's answer: each field's owner in the model's ownership of the host's supported table."""
+    owners = _owners()
+    value = {name: owners.get(name, "passthrough") for name in OWNER_QUESTION}
+    return Answer(value, repr(value))
+
+
 # -- 03 ----------------------------------------------------------------------------------------------
 
 REJECTION_QUESTION = (
@@ -259,15 +297,8 @@ def check_rejections(answer: dict | None) -> Feedback:
         return _todo('Replace None with a dict {scenario: "ok" or errno} for: ' + "; ".join(REJECTION_QUESTION) + ".")
     if not isinstance(answer, Mapping):
         return _not_a_dict('{scenario: "ok" or an errno name}, e.g. {"300 entries": "E2BIG", …}')
-    h, tables = _rejection_tables()
     wrong = []
-    for name, table in tables.items():
-        v = SimulatedVcpu(kernel=KERNEL, host=h)
-        try:
-            v.set_cpuid(table)
-            want, why = "ok", "KVM never checks this"
-        except KvmError as e:
-            want, why = e.errno_name, e.explanation
+    for name, (want, why) in _rejection_answers().items():
         got = _errno_answer(answer.get(name, "?")) or "something that is not text"
         if got != want:
             wrong.append(f"{name}: KVM says {want}, not {got} ({why})")
@@ -278,6 +309,25 @@ def check_rejections(answer: dict | None) -> Feedback:
             "(EINVAL), TILEDATA without permission (EPERM), a changed table after KVM_RUN (EINVAL).",
         )
     return Feedback(False, "; ".join(wrong) + ".")
+
+
+def _rejection_answers() -> dict[str, tuple[str, str]]:
+    h, tables = _rejection_tables()
+    out = {}
+    for name, table in tables.items():
+        v = SimulatedVcpu(kernel=KERNEL, host=h)
+        try:
+            v.set_cpuid(table)
+            out[name] = ("ok", "KVM never checks this")
+        except KvmError as e:
+            out[name] = (e.errno_name, e.explanation)
+    return out
+
+
+def answer_rejections() -> Answer:
+    """03's answer: what the model's KVM_SET_CPUID2 returns for each scenario."""
+    value = {name: want for name, (want, _why) in _rejection_answers().items()}
+    return Answer(value, repr(value))
 
 
 # -- 04 ----------------------------------------------------------------------------------------------
@@ -292,10 +342,7 @@ def check_xsave_size(answer) -> Feedback:
     if got is None:
         return Feedback(False, "Answer with a whole number of bytes, e.g. 1088.")
     h = _host()
-    out = check(h.supported_cpuid(), kernel=KERNEL, host=h, state={"cr4": 1 << 18, "xcr0": 0x7})
-    xsave = out.stored.get(0xD, 0)
-    assert xsave is not None  # sapphire-rapids' supported CPUID has 0xD.0
-    want = xsave.ebx
+    want = answer_xsave_size().value
     if got == want:
         return Feedback(
             True,
@@ -318,6 +365,15 @@ def check_xsave_size(answer) -> Feedback:
     )
 
 
+def answer_xsave_size() -> Answer:
+    """04's answer: 0xD.0 EBX as the model stores it after CR4.OSXSAVE=1 and XCR0 = 0x7."""
+    h = _host()
+    out = check(h.supported_cpuid(), kernel=KERNEL, host=h, state={"cr4": 1 << 18, "xcr0": 0x7})
+    xsave = out.stored.get(0xD, 0)
+    assert xsave is not None  # sapphire-rapids' supported CPUID has 0xD.0
+    return Answer(xsave.ebx, str(xsave.ebx))
+
+
 # -- 05 ----------------------------------------------------------------------------------------------
 
 
@@ -336,13 +392,26 @@ def check_xcr0(answer) -> Feedback:
     why = v.xcr0_violation(value)
     if why:
         return Feedback(False, f"__kvm_set_xcr() refuses {value:#x}: {why}.")
-    if value & 0xE0 != 0xE0:
+    if value & AVX512_STATE != AVX512_STATE:
         return Feedback(False, f"{value:#x} is accepted, but it does not enable the AVX-512 state (bits 5, 6, 7).")
     return Feedback(
         True,
         f"{value:#x} is accepted: x87 on, SSE under YMM, the three AVX-512 components together, "
         "everything inside guest_supported_xcr0.",
     )
+
+
+AVX512_STATE = 0xE0  # XCR0 bits 5-7: opmask, ZMM_Hi256, Hi16_ZMM
+
+
+def answer_xcr0() -> Answer:
+    """05's answer: the smallest XCR0 that the model's ``__kvm_set_xcr`` accepts for the guest and that
+    enables the three AVX-512 components."""
+    h = _host()
+    v = SimulatedVcpu(kernel=KERNEL, host=h)
+    v.set_cpuid(h.supported_cpuid())
+    value = min(x for x in accept_set(v) if x & AVX512_STATE == AVX512_STATE)
+    return Answer(value, f"{value:#x}   # {', '.join(mask_names(value))}")
 
 
 # -- 06 ----------------------------------------------------------------------------------------------
@@ -359,7 +428,7 @@ def check_pool_maxphyaddr(answer) -> Feedback:
     if got is None:
         return Feedback(False, "Give a whole number of bits, e.g. 40.")
     widths = {h: resolve_host(h).maxphyaddr for h in POOL}
-    want = min(widths.values())
+    want = min(widths.values())  # answer_pool_maxphyaddr()
     if got == want:
         return Feedback(
             True,
@@ -376,6 +445,12 @@ def check_pool_maxphyaddr(answer) -> Feedback:
     return Feedback(
         False, f"{got} works everywhere, but it throws away address space: every host has at least {want} bits."
     )
+
+
+def answer_pool_maxphyaddr() -> Answer:
+    """06's answer: the narrowest MAXPHYADDR of the pool's hosts."""
+    want = min(resolve_host(h).maxphyaddr for h in POOL)
+    return Answer(want, str(want))
 
 
 # -- 07 ----------------------------------------------------------------------------------------------
@@ -410,6 +485,13 @@ def check_accepted_but_illegal(table) -> Feedback:
     )
 
 
+def answer_accepted_but_illegal() -> Answer:
+    """07's answer: the host's supported table with CET_U (a supervisor component) listed in 0xD.0 EAX as a
+    user XCR0 bit: KVM masks it out of guest_supported_xcr0 and stores the table; the SDM forbids it."""
+    table = _host().supported_cpuid().set_field("0xd.0.eax[11]", 1)
+    return Answer(table, 'host.supported_cpuid().set_field("0xd.0.eax[11]", 1)   # CET_U in 0xD.0 EAX')
+
+
 # -- 08 ----------------------------------------------------------------------------------------------
 
 
@@ -429,7 +511,19 @@ def check_kernel_history(answer: dict | None) -> Feedback:
         )
     if not isinstance(answer, Mapping):
         return _not_a_dict('{behaviour: "X.Y"} with versions as text, e.g. {"post_run_identical": "5.17", …}')
-    want = {
+    want = _kernel_history()
+    wrong = []
+    for key, (version, why) in want.items():
+        got = (_text(answer.get(key, "")) or "a version that is not text").strip().lstrip("v")
+        if got != version:
+            wrong.append(f"{key}: {got or 'missing'} is not it ({why}; look at the timeline)")
+    if not wrong:
+        return Feedback(True, "5.17, 6.4 and 6.15: each is a row of data/kvm-behaviours.csv with its source.")
+    return Feedback(False, "; ".join(wrong) + ".")
+
+
+def _kernel_history() -> dict[str, tuple[str | None, str]]:
+    return {
         "post_run_identical": (
             _first_since("post_run_set_cpuid", "identical"),
             "5.16 refused every post-run SET; c6617c61e8fe allowed identical tables",
@@ -443,14 +537,12 @@ def check_kernel_history(answer: dict | None) -> Feedback:
             "93da6af3ae56 deferred runtime updates to the next CPUID emulation",
         ),
     }
-    wrong = []
-    for key, (version, why) in want.items():
-        got = (_text(answer.get(key, "")) or "a version that is not text").strip().lstrip("v")
-        if got != version:
-            wrong.append(f"{key}: {got or 'missing'} is not it ({why}; look at the timeline)")
-    if not wrong:
-        return Feedback(True, "5.17, 6.4 and 6.15: each is a row of data/kvm-behaviours.csv with its source.")
-    return Feedback(False, "; ".join(wrong) + ".")
+
+
+def answer_kernel_history() -> Answer:
+    """08's answer: the first version of each behaviour's row in data/kvm-behaviours.csv."""
+    value = {key: version for key, (version, _why) in _kernel_history().items()}
+    return Answer(value, repr(value))
 
 
 # -- 09 ----------------------------------------------------------------------------------------------
@@ -464,15 +556,7 @@ def check_review(answer) -> Feedback:
     if not isinstance(answer, (set, frozenset, list, tuple)) or not all(isinstance(x, str) for x in answer):
         return Feedback(False, 'Give a set of field names (text), e.g. {"osxsave", "ospke"}.')
 
-    h = _host()
-    table, _ = example_template(h)
-    out = check(table, kernel=KERNEL, host=h)
-    want = set()
-    for o in out.fields:
-        if o.owner != "passthrough":
-            given = table.get_field(f"{o.field.leaf:#x}.{o.subleaf}.{o.field.register}[{o.field.bits}]")
-            if given != o.value:
-                want.add(o.field.name)
+    want = set(_overwritten())
     got = {str(x).strip() for x in answer}
     if got == want:
         return Feedback(
@@ -489,28 +573,41 @@ def check_review(answer) -> Feedback:
     return Feedback(False, "; ".join(parts) + ".")
 
 
+def _overwritten() -> frozenset[str]:
+    h = _host()
+    table, _ = example_template(h)
+    out = check(table, kernel=KERNEL, host=h)
+    want = set()
+    for o in out.fields:
+        if o.owner != "passthrough":
+            given = table.get_field(f"{o.field.leaf:#x}.{o.subleaf}.{o.field.register}[{o.field.bits}]")
+            if given != o.value:
+                want.add(o.field.name)
+    return frozenset(want)
+
+
+def answer_review() -> Answer:
+    """09's answer: the fields KVM (not the VMM) decides whose stored value differs from the template's."""
+    value = _overwritten()
+    return Answer(value, "{" + ", ".join(repr(n) for n in sorted(value)) + "}")
+
+
 # -- 10 ----------------------------------------------------------------------------------------------
 
 
-def check_live_width(answer) -> Feedback:
+def check_live_width(answer, live: bool = True) -> Feedback:
     """10: what does the real kernel return for a linear width of 50? The model's answer is checked,
-    and where /dev/kvm works the real kernel's too."""
+    and where /dev/kvm works (and ``live``) the real kernel's is said too."""
 
     if answer is None:
         return _todo('Replace None with "ok" or an errno name.')
     got = _errno_answer(answer)
     if got is None:
         return Feedback(False, 'Answer with text: "ok" or an errno name such as "EINVAL".')
-    h = _host()
-    v = SimulatedVcpu(kernel=KERNEL, host=h)
+    want = answer_live_width().value
+    said = ""
     try:
-        v.set_cpuid(h.supported_cpuid().set_field("virt_addr_bits", 50))
-        want = "ok"
-    except KvmError as e:
-        want = e.errno_name
-    live = ""
-    try:
-        if kvm_available()[0]:
+        if live and kvm_available()[0]:
             with LiveVcpu() as lv:
                 table = lv.supported_cpuid().set_field("virt_addr_bits", 50)
                 try:
@@ -518,9 +615,130 @@ def check_live_width(answer) -> Feedback:
                     real = "ok"
                 except KvmError as e:
                     real = e.errno_name
-            live = f" The real kernel here says {real}."
+            said = f" The real kernel here says {real}."
     except CpuidkitError:
-        live = ""
+        said = ""
     if got == want:
-        return Feedback(True, f"{want}: kvm_check_cpuid() allows only 0, 48 and 57.{live}")
-    return Feedback(False, f"The model says {want}, not {got}.{live}")
+        return Feedback(True, f"{want}: kvm_check_cpuid() allows only 0, 48 and 57.{said}")
+    return Feedback(False, f"The model says {want}, not {got}.{said}")
+
+
+def answer_live_width() -> Answer:
+    """10's answer: what the model's KVM_SET_CPUID2 returns for a linear width of 50."""
+    h = _host()
+    v = SimulatedVcpu(kernel=KERNEL, host=h)
+    try:
+        v.set_cpuid(h.supported_cpuid().set_field("virt_addr_bits", 50))
+        want = "ok"
+    except KvmError as e:
+        want = e.errno_name
+    return Answer(want, repr(want))
+
+
+# -- the answer key -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Exercise:
+    """One notebook's exercise: its checker and the function that computes its right answer."""
+
+    notebook: str  # "00" … "10"
+    question: str
+    check: Callable[..., Feedback]
+    answer: Callable[[], Answer]
+    check_kwargs: dict = field(default_factory=dict)  # how the key calls the checker (no live kernel)
+
+
+EXERCISES: tuple[Exercise, ...] = (
+    Exercise(
+        "00",
+        "What does KVM_SET_CPUID2 return for the host's table with only avx512f cleared?",
+        check_first_toggle,
+        answer_first_toggle,
+    ),
+    Exercise(
+        "01", "Where does AVX2 live: (leaf, subleaf, register, bit)?", check_field_position, answer_field_position
+    ),
+    Exercise(
+        "02", "Who owns " + ", ".join(OWNER_QUESTION) + " (sapphire-rapids, 6.18, vmx)?", check_owners, answer_owners
+    ),
+    Exercise(
+        "03",
+        "For each scenario, ok or the errno KVM_SET_CPUID2 returns (6.18, a vCPU that has not run).",
+        check_rejections,
+        answer_rejections,
+    ),
+    Exercise(
+        "04",
+        "After CR4.OSXSAVE=1 and XCR0 = 0x7 on sapphire-rapids (6.18), what does the guest read in 0xD.0 EBX?",
+        check_xsave_size,
+        answer_xsave_size,
+    ),
+    Exercise(
+        "05",
+        "An XCR0 value that enables the AVX-512 state and that KVM accepts (sapphire-rapids, no AMX permission).",
+        check_xcr0,
+        answer_xcr0,
+    ),
+    Exercise(
+        "06",
+        "Which guest MAXPHYADDR for VMs that live-migrate across " + ", ".join(POOL) + "?",
+        check_pool_maxphyaddr,
+        answer_pool_maxphyaddr,
+    ),
+    Exercise(
+        "07",
+        "A table that KVM accepts and the lint calls illegal (start from host.supported_cpuid()).",
+        check_accepted_but_illegal,
+        answer_accepted_but_illegal,
+    ),
+    Exercise(
+        "08",
+        "The first version of: identical re-SET after KVM_RUN accepted; 0x12.1 stored verbatim; lazy runtime updates.",
+        check_kernel_history,
+        answer_kernel_history,
+    ),
+    Exercise(
+        "09",
+        "Which fields does the example template set that KVM overwrites (sapphire-rapids, 6.18, vmx, a fresh vCPU)?",
+        check_review,
+        answer_review,
+    ),
+    Exercise(
+        "10",
+        "What does KVM_SET_CPUID2 return for a table whose linear-address width is 50?",
+        check_live_width,
+        answer_live_width,
+        {"live": False},
+    ),
+)
+
+
+def answer_key_markdown() -> str:
+    """The trainers' answer key (docs/answer-key.md): for every exercise its question, the answer as a
+    reader would write it, and what its checker says to that answer.  Computed from the core, like the
+    checkers, so regenerate it (``make course-docs``) when the model changes."""
+    lines = [
+        "# Answer key (for trainers)",
+        "",
+        "Generated by `make course-docs` (tools/make_course_docs.py) from `cpuidkit/ui/exercises.py`: each answer",
+        "is computed by the `answer_…()` function next to its checker, and the text under it is what the",
+        "checker says to that answer. Do not edit by hand; a test regenerates this file and fails if it is stale.",
+        f"Host sapphire-rapids, kernel {KERNEL}, vendor vmx unless the question says otherwise.",
+    ]
+    for ex in EXERCISES:
+        a = ex.answer()
+        fb = ex.check(a.value, **ex.check_kwargs)
+        lines += [
+            "",
+            f"## {ex.notebook} · `{ex.check.__name__}`",
+            "",
+            ex.question,
+            "",
+            "```python",
+            f"answer = {a.text}",
+            "```",
+            "",
+            f"{str(fb).split(': ', 1)[0].capitalize()}: {fb.message}",
+        ]
+    return "\n".join(lines) + "\n"

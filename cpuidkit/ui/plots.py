@@ -10,6 +10,7 @@ returns a closed ``Figure`` (a notebook shows it once, as the cell's value; ``fi
 * :func:`kernel_timeline` — behaviours of data/kvm-behaviours.csv across kernel versions
 * :func:`vcpu_timeline` — runtime CPUID fields over a vCPU's life (see ``course.life_story``)
 * :func:`fleet_matrix` — a pool's migration matrix (``cpuidkit.analysis.fleet``)
+* :func:`call_path` — KVM_SET_CPUID2 step by step (data/call-path.csv), as SVG (also docs/call-path.svg)
 
 A design review's figures (the feature registers, the XSAVE layout against the host) are inline SVG in the
 :class:`~cpuidkit.analysis.review.Review` itself, the same as in ``cpuidkit review --format html``.
@@ -39,6 +40,7 @@ __all__ = [
     "kernel_timeline",
     "vcpu_timeline",
     "fleet_matrix",
+    "call_path",
     "KERNEL_AXIS",
 ]
 
@@ -165,3 +167,13 @@ def _inline(fig):
 
     fig._repr_png_ = png
     return fig
+
+
+def call_path(title: str | None = None):
+    """KVM_SET_CPUID2 from the VMM's ioctl to the stored table, and the runtime rewrites after it, drawn
+    from data/call-path.csv (an IPython ``SVG``; ``.data`` is the SVG text docs/call-path.svg holds)."""
+    from IPython.display import SVG  # heavy: imported on use
+
+    rows = figures.call_path_rows()
+    t = _inputs.title(title)
+    return SVG(data=figures.call_path_svg(rows) if t is None else figures.call_path_svg(rows, t))

@@ -39,9 +39,9 @@ from __future__ import annotations
 
 from cpuidkit.analysis.lint.checks import implementations
 from cpuidkit.analysis.lint.intended import load_intended, parse_intended
-from cpuidkit.analysis.lint.matrix import Case, Matrix, MatrixRow, example_cases, guest_ready, matrix
+from cpuidkit.analysis.lint.matrix import Case, Matrix, MatrixRow, example_cases, guest_ready, guest_template, matrix
 from cpuidkit.analysis.lint.model import ARCH_INDEXED_FUNCTIONS, CLASSES, Dependency, Finding, Rule, dependencies, rules
-from cpuidkit.analysis.lint.runner import lint_class, lint_table, rules_markdown, summarize
+from cpuidkit.analysis.lint.runner import lint_axes, lint_class, lint_table, rules_markdown, summarize
 
 __all__ = [
     "CLASSES",
@@ -57,11 +57,13 @@ __all__ = [
     "summarize",
     "rules_markdown",
     "lint_class",
+    "lint_axes",
     "Case",
     "MatrixRow",
     "Matrix",
     "matrix",
     "example_cases",
     "guest_ready",
+    "guest_template",
     "ARCH_INDEXED_FUNCTIONS",
 ]

@@ -128,6 +128,20 @@ def matrix(cases, kernel: str = DEFAULT_KERNEL, vendor: str = "vmx", host=None) 
     return Matrix(rows, kernel, vendor, h.name)
 
 
+def guest_template(host=None) -> CpuidTable:
+    """A host's own CPUID as a guest template that a process without any XSAVE permission can set:
+    :func:`guest_ready` with AMX taken out (its leaf-7 flags, and TILECFG/TILEDATA in 0xD.0), as a VMM
+    does when it has not called ``arch_prctl(ARCH_REQ_XCOMP_GUEST_PERM)``."""
+    h = host if isinstance(host, HostProfile) else resolve_host(host)
+    plain = guest_ready(h.cpuid)
+    for name in _AMX_FLAGS:
+        if plain.get_field(name):
+            plain = plain.set_field(name, 0)
+    if plain.get(0xD, 0) is not None:
+        plain = plain.set_field("0xd.0.eax[17]", 0).set_field("0xd.0.eax[18]", 0)
+    return plain
+
+
 def guest_ready(table: CpuidTable) -> CpuidTable:
     """``table`` with what a bare-metal dump carries and a guest template should not.
 
@@ -163,12 +177,7 @@ def example_cases(host=None) -> list[Case]:
 
     h = host if isinstance(host, HostProfile) else resolve_host(host)
     full = guest_ready(h.cpuid)
-    plain = full  # accepted by KVM without any permission
-    for name in _AMX_FLAGS:
-        if plain.get_field(name):
-            plain = plain.set_field(name, 0)
-    if plain.get(0xD, 0) is not None:
-        plain = plain.set_field("0xd.0.eax[17]", 0).set_field("0xd.0.eax[18]", 0)
+    plain = guest_template(h)  # accepted by KVM without any permission
     if h.supports_amx and full.get_field("0xd.0.eax[18]"):
         rejected, why = full, "AMX tile data without ARCH_REQ_XCOMP_GUEST_PERM: EPERM"
     else:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, NamedTuple
 
 from cpuidkit._files import data_path, read_csv
-from cpuidkit.core.indexed import INDEXED_FUNCTIONS
+from cpuidkit.core.indexed import ARCH_ONLY_INDEXED, INDEXED_FUNCTIONS
 from cpuidkit.core.xsave import XFEATURE_NAMES
 from cpuidkit.errors import InputError
 
@@ -21,11 +21,9 @@ RANK = {c: n for n, c in enumerate(CLASSES)}
 
 # -- facts the rules use (each with its source) ---------------------------------------------------
 
-# Leaves whose subleaves differ: KVM's cpuid_function_is_indexed() list (cpuidkit.core.indexed)
-# plus those the SDM/APM define with subleaves but KVM does not list: 0x1B (PCONFIG), 0x20
-# (HRESET), 0x23 (architectural performance monitoring extensions), 0x80000020 (AMD PQoS),
-# 0x80000026 (AMD extended CPU topology).
-_ARCH_ONLY_INDEXED = frozenset({0x1B, 0x20, 0x23, 0x80000020, 0x80000026})
+# Leaves whose subleaves differ: KVM's cpuid_function_is_indexed() list plus those the SDM/APM define with
+# subleaves but KVM does not list (both in cpuidkit.core.indexed, which the importers use too).
+_ARCH_ONLY_INDEXED = ARCH_ONLY_INDEXED
 
 
 def kvm_indexed() -> frozenset[int]:

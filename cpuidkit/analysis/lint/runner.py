@@ -101,6 +101,21 @@ MATRIX_VERDICTS = ("accepted", "rejected")
 MATRIX_CLASSES = ("clean", "info", "insane", "insane on purpose", "illegal")
 
 
+def lint_axes(findings: Iterable[Finding]) -> tuple[str, str]:
+    """Where a table stands on the two axes the lint judges: ``(legal or illegal, sane or insane)``.
+
+    *illegal*: some finding of class ``illegal`` (the architecture forbids it, or a guest following the
+    SDM/APM faults).  *insane*: some finding of class ``illegal`` or ``insane``, intended or not (a
+    guest or a migration cannot use the table as it stands; "on purpose" marks it, it does not make it
+    sane).  ``info`` findings move neither.  The third axis, accepted or rejected, is KVM's
+    (:func:`cpuidkit.kvm.check.check`), never the lint's.
+    """
+    fs = list(findings)
+    legal = "illegal" if any(f.severity == "illegal" for f in fs) else "legal"
+    sane = "insane" if any(f.severity in ("illegal", "insane") for f in fs) else "sane"
+    return legal, sane
+
+
 def lint_class(findings: Iterable[Finding]) -> str:
     """The matrix column of a table: its worst finding that is not intended.
 

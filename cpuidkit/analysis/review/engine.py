@@ -34,6 +34,7 @@ from cpuidkit.analysis.review.sections import (
     _verdict_section,
     _xsave_section,
 )
+from cpuidkit.core.confirmed import confirmation
 from cpuidkit.core.hosts import HostProfile
 from cpuidkit.core.kernels import DEFAULT_KERNEL, kernel_profile
 from cpuidkit.core.table import CpuidTable
@@ -76,7 +77,7 @@ def review(
     gsx = out.derived["guest_supported_xcr0"]
     booted = None
     if out.accepted:
-        booted = check(template, kernel=kp.name, vendor=vend, host=h, state=_booted_state(out, template, perm))
+        booted = check(template, kernel=kp.name, vendor=vend, host=h, state=_booted_state(out, template, perm, h))
     mig = migrate(template, h, kernel=kp.name, vendor=vend, guest_name=tname)
     lint = lint_table(template, host=h, intended=intended)
     moves = [
@@ -124,6 +125,7 @@ def review(
         "host": h.name,
         "kernel": kp.name,
         "vendor": vend,
+        "confirmation": confirmation(kp.name, vend).as_dict(),
         "supported_cpuid": "measured" if measured else "derived from the host's CPUID",
         "verdict": out.verdict,
         "errno": out.errno,

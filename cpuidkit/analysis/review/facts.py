@@ -9,8 +9,10 @@ from cpuidkit.core.bits import extract_bits
 from cpuidkit.core.catalog import catalog
 from cpuidkit.core.hosts import HostProfile
 from cpuidkit.core.table import CpuidTable
+from cpuidkit.core.xsave import supported_xcr0
 from cpuidkit.kvm.interface import CR4_OSXSAVE, CR4_PKE
 from cpuidkit.kvm.runtime import KVM_FEATURE_PV_UNHALT, kvm_pv_base
+from cpuidkit.kvm.vendors import vendor_cr4_valid
 
 _TILEDATA = 1 << 18
 
@@ -51,14 +53,18 @@ def _kvm_pv_unhalt(t: CpuidTable) -> bool:
     return bool(e and e.eax >> KVM_FEATURE_PV_UNHALT & 1)
 
 
-def _booted_state(out, template: CpuidTable, perm: int) -> dict:
+def _booted_state(out, template: CpuidTable, perm: int, host: HostProfile | None = None) -> dict:
     """The vCPU state after a guest OS enabled what it was offered: CR4.OSXSAVE/PKE, XCR0 = all it may use."""
 
-    reserved = out.derived["cr4_reserved_bits"]
+    def cr4_ok(bit: int) -> bool:
+        fixed = vendor_cr4_valid(out.vendor, bit, host) if host is not None else None  # pvm: a fixed mask
+        return not out.derived["cr4_reserved_bits"] & bit if fixed is None else fixed
+
     cr4 = 0
-    if _flag(template, "xsave") and not reserved & CR4_OSXSAVE:
+    # what the guest reads is the stored table (a vendor module may have added XSAVE), as for _xsave()
+    if _flag(out.stored, "xsave") and cr4_ok(CR4_OSXSAVE):
         cr4 |= CR4_OSXSAVE
-    if _flag(template, "pku") and not reserved & CR4_PKE:
+    if _flag(out.stored, "pku") and cr4_ok(CR4_PKE):
         cr4 |= CR4_PKE
     state: dict = {"cr4": cr4, "xfeature_permission": perm}
     if cr4 & CR4_OSXSAVE:
@@ -77,6 +83,32 @@ def _os_xcr0(gsx: int) -> int:
     if not x & 4:
         x &= ~(0b111 << 5)
     return x
+
+
+@dataclass(frozen=True)
+class _Xsave:
+    """The one place the review reads XSAVE from: what the template's 0xD.0 allows, what KVM stored (the vendor
+    module may have appended or rewritten leaf 0xD), guest_supported_xcr0 derived from the stored table, and
+    the XCR0 a guest OS then enables.  The summary and section 5 both read this."""
+
+    template_mask: int  # the template's 0xD.0 EDX:EAX
+    stored_mask: int  # the stored table's 0xD.0 EDX:EAX (what the guest reads)
+    guest_supported: int  # guest_supported_xcr0: stored mask ∩ what KVM supports on the host
+    os_xcr0: int  # what a guest OS enables (0 when the guest has no XSAVE state)
+
+    @property
+    def none(self) -> bool:
+        return not self.guest_supported & ~1
+
+    @property
+    def from_vendor(self) -> bool:
+        """The template has no XSAVE state of its own but the stored table has (the vendor module added it)."""
+        return not self.template_mask & ~1 and bool(self.stored_mask & ~1)
+
+
+def _xsave(t: CpuidTable, out) -> _Xsave:
+    gsx = out.derived["guest_supported_xcr0"]
+    return _Xsave(supported_xcr0(t), supported_xcr0(out.stored), gsx, 0 if not gsx & ~1 else _os_xcr0(gsx))
 
 
 def _field_value(t: CpuidTable, o) -> int | None:

@@ -338,10 +338,19 @@ def _history_notes(c: _Ctx) -> list[str]:
                 f"KVM_GET_SUPPORTED_CPUID ({row['note']})."
             )
         elif pred and not present(c.t) and present(c.host.cpuid):
-            out.append(
-                f"`{name}`: KVM {c.kernel} reports it where the host has it, and this host has it; the "
-                f"template leaves it out ({row['note']})."
-            )
+            # one source for "KVM offers it here": the measured KVM_GET_SUPPORTED_CPUID where the host has one (the
+            # table the header and section 3 use), else the kernel's history and the host CPU
+            if c.host.supported is None or present(c.host.supported):
+                out.append(
+                    f"`{name}`: KVM {c.kernel} reports it where the host has it, and this host has it"
+                    + (" (measured: KVM_GET_SUPPORTED_CPUID has it)" if c.host.supported is not None else "")
+                    + f"; the template leaves it out ({row['note']})."
+                )
+            else:
+                out.append(
+                    f"`{name}`: this host's CPU has it, but KVM does not offer it here (the measured "
+                    f"KVM_GET_SUPPORTED_CPUID lacks it), so leaving it out is right ({row['note']})."
+                )
         elif not pred and not present(c.t) and present(c.host.cpuid):
             later = next(
                 (v for v in _KERNEL_AXIS if parse_version(v) > parse_version(c.kernel) and predicted_present(name, v)),

@@ -15,14 +15,15 @@ from cpuidkit.analysis.addressing import (
 from cpuidkit.analysis.lint import summarize
 from cpuidkit.analysis.migrate import MigrationReport
 from cpuidkit.analysis.review.document import Section, _display, _hex, _names, _plural
-from cpuidkit.analysis.review.facts import _Ctx, _field_value, _os_xcr0
+from cpuidkit.analysis.review.facts import _Ctx, _field_value, _xsave
 from cpuidkit.analysis.review.notes import _NEWEST, _OLDEST, _change_text
 from cpuidkit.core.addresses import has_la57, linear_width_field
 from cpuidkit.core.bits import extract_bits
+from cpuidkit.core.confirmed import confirmation
 from cpuidkit.core.hosts import HostProfile
 from cpuidkit.core.kernels import named_kernels
 from cpuidkit.core.table import CpuidTable
-from cpuidkit.core.xsave import compacted_size, components_of, mask_names, standard_size, supported_xcr0, supported_xss
+from cpuidkit.core.xsave import compacted_size, components_of, mask_names, standard_size, supported_xss
 
 
 def _cpu_text(t: CpuidTable) -> str:
@@ -64,6 +65,7 @@ def _header(
         ("host data", src),
         ("kernel", f"{kernel}" + (f" ({named_kernels()[kernel]['name']})" if kernel in named_kernels() else "")),
         ("vendor module", f"`{vendor}`"),
+        ("real kernel", confirmation(kernel, vendor).badge),  # data/kernel-runs.csv
         (
             "KVM's supported CPUID",
             "measured: KVM_GET_SUPPORTED_CPUID recorded on this host"
@@ -150,12 +152,17 @@ def _summary(
 
 
 def _xsave_summary(t: CpuidTable, h, out) -> str:
-    x = _os_xcr0(out.derived["guest_supported_xcr0"])
+    xs = _xsave(t, out)
+    if xs.none:
+        return "XSAVE: none (the guest has no XSAVE state beyond x87/SSE)"
+    x = xs.os_xcr0
     hc = h.xsave_components
     text = f"XSAVE: a guest enables XCR0 {_hex(x)} ({', '.join(mask_names(x))}): {standard_size(hc, x)} bytes"
-    d0, d1 = t.get(0xD, 0), t.get(0xD, 1)
+    d0, d1 = t.get(0xD, 0), out.stored.get(0xD, 1)
     if d1 is not None and d1.eax & 0b1010:
         text += f", {compacted_size(hc, x)} compacted"
+    if xs.from_vendor:
+        text += f" (the template has no 0xD.0; the `{out.vendor}` module added one after KVM_SET_CPUID2)"
     if d0 is not None and standard_size(hc, d0.eax | d0.edx << 32 | 1) > d0.ecx:
         text += f"; **the template's 0xD.0 ECX ({d0.ecx}) is smaller than this host's area**"
     return text
@@ -289,17 +296,27 @@ def _lint_section(lint) -> Section:
 
 def _xsave_section(t: CpuidTable, h, out, mig, kp, booted) -> Section:
     s = Section("5. XSAVE")
-    m0 = supported_xcr0(t)
-    if not m0:
-        return s.p(
-            "The template has no 0xD.0 leaf (or an empty XCR0 mask): the guest has no XSAVE state beyond x87/SSE."
+    xs = _xsave(t, out)
+    m0, gsx, x = xs.template_mask, xs.guest_supported, xs.os_xcr0
+    if xs.none:
+        why = (
+            "The template has no 0xD.0 leaf (or an empty XCR0 mask)"
+            if not m0 & ~1
+            else f"The template's 0xD.0 allows XCR0 {_hex(m0)}, but the stored table leaves none of it"
         )
-    gsx = out.derived["guest_supported_xcr0"]
-    x = _os_xcr0(gsx)
-    s.p(
-        f"The template's 0xD.0 EDX:EAX allows XCR0 {_hex(m0)} ({', '.join(mask_names(m0))}). On this host and "
-        f"kernel KVM supports {_hex(gsx)} of it (guest_supported_xcr0), so a guest OS enables {_hex(x)}."
-    )
+        return s.p(f"{why}: the guest has no XSAVE state beyond x87/SSE (guest_supported_xcr0 {_hex(gsx)}).")
+    if xs.from_vendor:
+        m0 = xs.stored_mask
+        s.p(
+            f"The template has no 0xD.0 leaf, but the `{out.vendor}` module added its own after KVM_SET_CPUID2: the "
+            f"stored 0xD.0 EDX:EAX allows XCR0 {_hex(m0)} ({', '.join(mask_names(m0))}). KVM supports "
+            f"{_hex(gsx)} of it (guest_supported_xcr0), so a guest OS enables {_hex(x)}."
+        )
+    else:
+        s.p(
+            f"The template's 0xD.0 EDX:EAX allows XCR0 {_hex(m0)} ({', '.join(mask_names(m0))}). On this host and "
+            f"kernel KVM supports {_hex(gsx)} of it (guest_supported_xcr0), so a guest OS enables {_hex(x)}."
+        )
     lost = m0 & ~(gsx | 1)
     if lost:
         s.p(

@@ -11,7 +11,7 @@ import re
 
 from cpuidkit._files import check_json_depth
 from cpuidkit.core.bits import FLAG_SIGNIFICANT_INDEX, U32
-from cpuidkit.core.indexed import function_is_indexed
+from cpuidkit.core.indexed import function_is_indexed, indexed_in_dump
 from cpuidkit.core.table import CpuidEntry
 from cpuidkit.errors import InputError
 
@@ -87,6 +87,19 @@ def load_json(text: str, source: str | None):
 def indexed_flags(function: int) -> int:
     """The flags KVM_GET_SUPPORTED_CPUID gives an entry of this function."""
     return FLAG_SIGNIFICANT_INDEX if function_is_indexed(function) else 0
+
+
+def flag_dump(entries: list[CpuidEntry], keep: frozenset[int] = frozenset()) -> list[CpuidEntry]:
+    """A raw dump's entries with the significant-index flag on every function the dump shows to be indexed
+    (:func:`~cpuidkit.core.indexed.indexed_in_dump`: KVM's list, and leaves such as 0x80000020 whose subleaves
+    differ).  ``keep``: positions whose flags the file stated (left as they are)."""
+    indexed = indexed_in_dump(entries)
+    return [
+        e
+        if pos in keep or e.function not in indexed or e.flags & FLAG_SIGNIFICANT_INDEX
+        else e.replace(flags=e.flags | FLAG_SIGNIFICANT_INDEX)
+        for pos, e in enumerate(entries)
+    ]
 
 
 def raw_entry(function: int, index: int, eax: int, ebx: int, ecx: int, edx: int) -> CpuidEntry:

@@ -1,8 +1,9 @@
 """Todd Allen's ``cpuid -r`` output (all CPUs, ``CPU N:`` headers) or ``cpuid -1r`` (``CPU:``).
 
 A data line is ``   0x00000007 0x00: eax=0x… ebx=0x… ecx=0x… edx=0x…``.  The tool
-lists subleaves of indexed leaves; the flags of an imported entry follow KVM's
-list of indexed functions.
+lists subleaves of indexed leaves; an imported entry is flagged when its function
+is indexed by KVM's list or by the dump itself (several different subleaves, as
+0x80000020 on AMD: :func:`~cpuidkit.core.indexed.indexed_in_dump`).
 
 The tool's format has no flags column.  So that any table survives a save and a
 load, :func:`dump` appends `` f=0x…`` to the line of an entry whose flags differ
@@ -20,7 +21,9 @@ from __future__ import annotations
 
 import re
 
-from cpuidkit.core.sources._common import indexed_flags, shorten, small_int
+from cpuidkit.core.bits import FLAG_SIGNIFICANT_INDEX
+from cpuidkit.core.indexed import indexed_in_dump
+from cpuidkit.core.sources._common import flag_dump, indexed_flags, shorten, small_int
 from cpuidkit.core.table import CpuidEntry, CpuidTable
 from cpuidkit.errors import InputError
 
@@ -46,6 +49,7 @@ def looks_like(head: str) -> bool:
 
 def parse(text: str, source: str | None, cpu: int | None = None) -> list[CpuidEntry]:
     cpus: dict[int, list[CpuidEntry]] = {}
+    stated: dict[int, set[int]] = {}  # per CPU: positions whose flags the line states (` f=0x…`)
     current: int | None = None
     for lineno, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
@@ -71,6 +75,8 @@ def parse(text: str, source: str | None, cpu: int | None = None) -> list[CpuidEn
             cpus[0] = []
         fn, idx, eax, ebx, ecx, edx = (int(m[k], 16) for k in ("fn", "idx", "eax", "ebx", "ecx", "edx"))
         flags = int(m["flags"], 16) if m["flags"] is not None else indexed_flags(fn)
+        if m["flags"] is not None:
+            stated.setdefault(current, set()).add(len(cpus[current]))
         cpus[current].append(
             CpuidEntry.trusted(fn, idx, flags, eax, ebx, ecx, edx)
         )  # the pattern bounds each to 32 bits
@@ -81,15 +87,17 @@ def parse(text: str, source: str | None, cpu: int | None = None) -> list[CpuidEn
     if cpu not in cpus:
         listing = ", ".join(str(c) for c in sorted(cpus)[:20]) + (", …" if len(cpus) > 20 else "")
         raise InputError(f"CPU {cpu} is not in this dump (CPUs: {listing})", source=source)
-    return cpus[cpu]
+    return flag_dump(cpus[cpu], frozenset(stated.get(cpu, ())))
 
 
-def dump_line(e: CpuidEntry) -> str:
-    """One data line; `` f=0x…`` only when the flags differ from KVM's default for the function."""
+def dump_line(e: CpuidEntry, indexed: frozenset[int] | None = None) -> str:
+    """One data line; `` f=0x…`` only when the flags differ from the default for the function: KVM's list, or
+    ``indexed`` (the functions the whole dump shows to be indexed, as :func:`parse` will find them)."""
     line = (
         f"   {e.function:#010x} {e.index:#04x}: eax={e.eax:#010x} ebx={e.ebx:#010x} ecx={e.ecx:#010x} edx={e.edx:#010x}"
     )
-    if e.flags != indexed_flags(e.function):
+    default = indexed_flags(e.function) if indexed is None else (FLAG_SIGNIFICANT_INDEX if e.function in indexed else 0)
+    if e.flags != default:
         line += f" f={e.flags:#x}"
     return line
 
@@ -97,5 +105,6 @@ def dump_line(e: CpuidEntry) -> str:
 def dump(table: CpuidTable, cpu: int | None = 0) -> str:
     """``cpuid -r`` text for one CPU (``CPU 0:``), readable by ``cpuid -f`` (see the module notes on flags)."""
     lines = [f"CPU {cpu}:" if cpu is not None else "CPU:"]
-    lines += [dump_line(e) for e in table]
+    indexed = indexed_in_dump(table)
+    lines += [dump_line(e, indexed) for e in table]
     return "\n".join(lines) + "\n"

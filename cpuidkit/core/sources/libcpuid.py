@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from cpuidkit.core.sources._common import indexed_flags, shorten, small_int
+from cpuidkit.core.sources._common import flag_dump, indexed_flags, shorten, small_int
 from cpuidkit.core.table import CpuidEntry
 from cpuidkit.errors import InputError
 
@@ -61,4 +61,4 @@ def parse(text: str, source: str | None, cpu: int | None = None) -> list[CpuidEn
     if cpu not in cpus:
         listing = ", ".join(map(str, sorted(cpus)[:20])) + (", …" if len(cpus) > 20 else "")
         raise InputError(f"CPU {cpu} is not in this dump (CPUs: {listing})", source=source)
-    return cpus[cpu]
+    return flag_dump(cpus[cpu])

@@ -15,7 +15,7 @@ from xml.etree.ElementTree import ParseError
 import defusedxml
 import defusedxml.ElementTree as DET
 
-from cpuidkit.core.sources._common import number, raw_entry
+from cpuidkit.core.sources._common import flag_dump, number, raw_entry
 from cpuidkit.core.table import CpuidEntry
 from cpuidkit.errors import InputError
 
@@ -104,4 +104,4 @@ def parse(text: str, source: str | None) -> list[CpuidEntry]:
         out.append(raw_entry(*vals))
     if not out:
         raise InputError("no <cpuid> elements", source=source)
-    return out
+    return flag_dump(out)  # several different subleaves of a leaf (0x80000020 on AMD): flagged

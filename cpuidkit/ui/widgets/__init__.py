@@ -20,6 +20,7 @@ and a handful of widget messages.  Views:
 ``RuntimeTriggers``    CR4.OSXSAVE/PKE, APIC_BASE.EN, MISC_ENABLE.MWAIT, quirk, HLT, run
 ``ExportImport``       the table as KVM JSON (written atomically); a bad import changes nothing
 ``CpuidToggler``       all of the above wired to one Lab
+``ExerciseBox``        an exercise answered on the page (for Voilà): answer box, check
 =====================  ============================================================
 
 The modules, each importing only those above it in this list:
@@ -31,6 +32,9 @@ The modules, each importing only those above it in this list:
 * ``vcpu_state``: ``RuntimeTriggers`` (``runtime_view_html``), ``Xcr0Checkboxes`` (``xsetbv_result``)
 * ``controls``: ``WidthSliders``, ``ExportImport``, ``RejectionExplorer``
 * ``toggler``: ``CpuidToggler``
+* ``interact``: ``interact`` (ipywidgets' ``interact`` without capturing output while a cell runs:
+  safe in Voilà)
+* ``exercise``: ``ExerciseBox`` (not a view of a Lab: a ``check_…`` function's answer box)
 
 Import the views from here (``from cpuidkit.ui.widgets import BitGrid``).
 """
@@ -38,8 +42,10 @@ Import the views from here (``from cpuidkit.ui.widgets import BitGrid``).
 from __future__ import annotations
 
 from cpuidkit.ui.widgets.controls import ExportImport, RejectionExplorer, WidthSliders
+from cpuidkit.ui.widgets.exercise import ExerciseBox
 from cpuidkit.ui.widgets.grid import BitGrid, FieldTable, RegisterPicker
 from cpuidkit.ui.widgets.grid import style_fields as style_fields
+from cpuidkit.ui.widgets.interact import interact
 from cpuidkit.ui.widgets.panels import KernelBehaviours, LintPanel, ReviewPanel, VerdictPanel, verdict_html
 from cpuidkit.ui.widgets.pickers import HostPicker, KernelSelector, VendorSelector
 from cpuidkit.ui.widgets.toggler import CpuidToggler
@@ -66,6 +72,8 @@ __all__ = [
     "KernelBehaviours",
     "RejectionExplorer",
     "ReviewPanel",
+    "ExerciseBox",
+    "interact",
     "verdict_html",
     "xsetbv_result",
 ]

@@ -57,7 +57,9 @@ class WidthSliders(W.VBox, _View):
         self.linear.observe(lambda c: self._write(LINEAR_WIDTH, c["new"]), "value")
         self.note = W.HTML()
         self.message = W.HTML()
+        self.note.add_class("cpuidkit-width-note")
         super().__init__([self.maxphyaddr, self.linear, self.note, self.message])
+        self.add_class("cpuidkit-widths")
         self.refresh()
 
     def _write(self, ref, value: int) -> None:
@@ -75,10 +77,15 @@ class WidthSliders(W.VBox, _View):
                 f"(MAXPHYADDR {d['maxphyaddr']}; a fresh vCPU has 36)"
             )
         else:
-            note = (
-                f"KVM's MAXPHYADDR for this vCPU: <b>{d['maxphyaddr']}</b> (host {view.host.maxphyaddr}); "
-                f"GPA bits {d['maxphyaddr']}–63 reserved"
+            mp = d["maxphyaddr"]
+            note = f"KVM's MAXPHYADDR for this vCPU: <b>{mp}</b> (host {view.host.maxphyaddr}); " + (
+                f"GPA bits {mp}–63 reserved" if mp < 64 else "no GPA bit reserved (64 to 255 all mean that to KVM)"
             )
+            if view.maxphyaddr == self.maximum:
+                note += (
+                    f" · the slider stops at {self.maximum}: a larger number typed into it is taken as "
+                    f"{self.maximum} (lab.set_maxphyaddr() takes up to 255)"
+                )
             if view.maxphyaddr is not None and view.maxphyaddr > view.host.maxphyaddr:
                 note += " · <b>guest &gt; host</b>: accepted, but memory above the host width cannot be mapped"
         # an 8-bit field: the slider widens rather than show a wrong value

@@ -59,6 +59,7 @@ class BitGrid(W.VBox, _View):
         self.leaf, self.subleaf, self.register = ref.leaf, ref.subleaf, ref.register
         self._followers: list[Callable[[int, int, str], None]] = []
         self.title = W.HTML()
+        self.title.add_class("cpuidkit-bitgrid-title")
         self.message = W.HTML()
         self.buttons: dict[int, W.Button] = {}
         self.stored_cells: dict[int, W.HTML] = {}
@@ -88,6 +89,7 @@ class BitGrid(W.VBox, _View):
             stored = []
             for b in bits:
                 cell = W.HTML(layout=W.Layout(width=_px(30)))
+                cell.add_class(f"cpuidkit-stored-{b}")
                 self.stored_cells[b] = cell
                 stored.append(cell)
             grid = W.GridBox(
@@ -224,7 +226,9 @@ class RegisterPicker(W.HBox, _View):
             layout=W.Layout(width="190px"),
         )
         self.entry.style.description_width = "40px"
+        self.entry.add_class("cpuidkit-entry")
         self.reg = W.ToggleButtons(options=["eax", "ebx", "ecx", "edx"], value=c["reg"], style={"button_width": "48px"})
+        self.reg.add_class("cpuidkit-register")
         self.entry.observe(self._picked, "value")
         self.reg.observe(self._picked, "value")
         grid.on_show(self._follow)

@@ -10,10 +10,11 @@ from typing import Any
 import ipywidgets as W
 
 from cpuidkit.analysis.lint import lint_class, lint_table, parse_intended
+from cpuidkit.core.confirmed import confirmation
 from cpuidkit.core.kernels import kernel_profile
 from cpuidkit.errors import InputError
-from cpuidkit.ui import _inputs
-from cpuidkit.ui._theme import VERDICT_COLOURS
+from cpuidkit.ui import _inputs, _output
+from cpuidkit.ui._theme import VERDICT_COLOURS, confirmation_html
 from cpuidkit.ui.course import Review, review
 from cpuidkit.ui.lab import Lab, LabView
 from cpuidkit.ui.widgets._common import _View
@@ -34,6 +35,7 @@ def verdict_html(v: dict, derived: Mapping[str, Any] | None = None) -> str:
     parts.append(
         f'<div style="font-size:85%;color:#444">kernel {v["kernel"]} · {v["vendor"]} · host {html.escape(v["host"])}</div>'
     )
+    parts.append(confirmation_html(confirmation(v["kernel"], v["vendor"])))  # did a real kernel confirm this kind?
     for e in v.get("state_errors", []):
         parts.append(
             f'<div style="color:{VERDICT_COLOURS["rejected"]}">{html.escape(e.get("operation") or e["step"])}: '
@@ -190,7 +192,11 @@ class ReviewPanel(W.VBox, _View):
         self.review: Review | None = None
         self._reviewed: tuple | None = None
         self.button.on_click(lambda _b: self.refresh())
+        self.button.add_class("cpuidkit-review-again")
+        self.note.add_class("cpuidkit-review-note")
+        self.out.add_class("cpuidkit-review-out")
         super().__init__([W.HBox([self.button, self.note]), self.out])
+        self.add_class("cpuidkit-review-panel")
         self.refresh()
 
     def _on_lab(self, what: set) -> None:
@@ -208,15 +214,14 @@ class ReviewPanel(W.VBox, _View):
             self.note.value = value
 
     def refresh(self) -> None:
-        from IPython.display import Markdown, display
+        from IPython.display import Markdown
 
         view = self.lab.view
         self.review = review(view.table, view.host, view.kernel, view.vendor, self.pool, intended=self.intended)
         self._reviewed = _review_key(view)
         self._note(view)
-        self.out.clear_output()
-        with self.out:
-            display(Markdown(self.review._repr_markdown_()))
+        # the output's state, never a capture (`with self.out:`) while a cell runs: Voilà can hang (ui._output)
+        _output.show(self.out, Markdown(self.review._repr_markdown_()))
 
 
 def _review_key(view: LabView) -> tuple:

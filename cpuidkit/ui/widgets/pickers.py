@@ -30,6 +30,7 @@ class KernelSelector(W.VBox, _View):
         self.dropdown.style.description_width = "50px"
         self.dropdown.add_class("cpuidkit-kernel")
         self.notes = W.HTML(layout=W.Layout(max_width="640px"))
+        self.notes.add_class("cpuidkit-kernel-notes")
         self.message = W.HTML()
         self.dropdown.observe(self._picked, "value")
         super().__init__([self.dropdown, self.notes, self.message])
@@ -87,6 +88,7 @@ class VendorSelector(W.ToggleButtons, _View):
             tooltips=["kvm_intel", "kvm_amd", "kvm_pvm (measured rewrites where the host has them)"],
             style={"button_width": "56px", "description_width": "50px"},
         )
+        self.add_class("cpuidkit-vendor")
         self.observe(self._picked, "value")
 
     def _picked(self, change) -> None:
@@ -142,6 +144,7 @@ class HostPicker(W.VBox, _View):
             description="host", options=names, value=lab.host.name, layout=W.Layout(width="260px")
         )
         self.dropdown.style.description_width = "40px"
+        self.dropdown.add_class("cpuidkit-host")
         self.take_table = W.Checkbox(value=True, description="take its supported CPUID", indent=False)
         self.path = W.Text(
             placeholder="or a dump file: cpuid -r, KVM JSON, libvirt XML…", layout=W.Layout(width="320px")
@@ -149,6 +152,7 @@ class HostPicker(W.VBox, _View):
         self.load = W.Button(description="load host file", layout=W.Layout(width="120px"))
         self.message = W.HTML()
         self.description = W.HTML()
+        self.description.add_class("cpuidkit-host-description")
         self.dropdown.observe(self._picked, "value")
         self.load.on_click(self._load_file)
         super().__init__(

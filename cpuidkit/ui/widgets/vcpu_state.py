@@ -59,6 +59,10 @@ class RuntimeTriggers(W.VBox, _View):
         self.status = W.HTML()
         self.message = W.HTML()
         self.view = W.HTML()
+        for name in _BOXES:
+            getattr(self, name).add_class(f"cpuidkit-runtime-{name}")
+        self.status.add_class("cpuidkit-runtime-status")
+        self.view.add_class("cpuidkit-runtime-view")
         self.run.on_click(lambda _b: self._act(self.lab.run))
         self.reset.on_click(lambda _b: self._act(self.lab.reset_vcpu))
         super().__init__(
@@ -209,6 +213,7 @@ class Xcr0Checkboxes(W.VBox, _View):
         self.result.add_class("cpuidkit-xcr0-result")
         self.message = W.HTML()
         super().__init__([self.grid, self.result, self.message])
+        self.add_class("cpuidkit-xcr0")
         self.refresh()
 
     @property
