@@ -3,7 +3,8 @@
     python bench/run_all.py [N] [--lab-cases M] [--only GROUP,...]
         N   random model-vs-kernel agreement cases on this machine's /dev/kvm (default 2000)
         M   random cases per lab kernel (Debian 6.1 and 6.12 with kvm_amd in QEMU; default 10000)
-        --only: run only these groups (bench module names, ``agreement``, ``lab_agreement``, ``supported``)
+        --only: run only these groups (bench module names, ``agreement``, ``lab_agreement``, ``supported``,
+            ``qemu_models``)
             and keep the other entries of an existing results.json
 
 Each figure comes from one bench/bench_*.py module's ``measure()``; a module
@@ -82,22 +83,29 @@ def _agreement(n: int, results: dict, notes: dict) -> None:
     print(f"[bench_agreement took {time.perf_counter() - t:.1f} s]")
 
 
-def _lab_agreement(n: int, results: dict, notes: dict) -> None:
-    """Per lab kernel: the model's agreement with Debian's real kernel (bench/bench_lab_agreement.py)."""
-    results["lab_agreement"] = None
-    la = _load("bench_lab_agreement")
-    if la is None:
-        notes["lab_agreement"] = "bench/bench_lab_agreement.py does not exist"
-        return
+def _group(key: str, module: str, run, results: dict, notes: dict):
+    """Run one group's ``measure`` (``run(mod)``): None and a note when the module is missing or fails."""
+    results[key] = None
+    mod = _load(module)
+    if mod is None:
+        notes[key] = f"bench/{module}.py does not exist"
+        return None
     t = time.perf_counter()
     try:
-        r = la.measure(n, 1, log=print)
+        return run(mod)
     except Exception as e:
-        notes["lab_agreement"] = f"{type(e).__name__}: {e}"
+        notes[key] = f"{type(e).__name__}: {e}"
         traceback.print_exc()
-        return
+        return None
     finally:
-        print(f"[bench_lab_agreement took {time.perf_counter() - t:.1f} s]")
+        print(f"[{module} took {time.perf_counter() - t:.1f} s]")
+
+
+def _lab_agreement(n: int, results: dict, notes: dict) -> None:
+    """Per lab kernel: the model's agreement with Debian's real kernel (bench/bench_lab_agreement.py)."""
+    r = _group("lab_agreement", "bench_lab_agreement", lambda la: la.measure(n, 1, log=print), results, notes)
+    if r is None:
+        return
     if "note" in r:
         notes["lab_agreement"] = r["note"]
         return
@@ -112,21 +120,16 @@ def _lab_agreement(n: int, results: dict, notes: dict) -> None:
 def _supported(results: dict, notes: dict) -> None:
     """KVM_GET_SUPPORTED_CPUID predicted vs the lab kernels (five CPU models each) and /dev/kvm
     (bench/bench_supported.py): registers compared and agreeing, per comparison."""
-    results["supported_prediction"] = None
-    sp = _load("bench_supported")
-    if sp is None:
-        notes["supported_prediction"] = "bench/bench_supported.py does not exist"
-        return
-    t = time.perf_counter()
-    try:
-        r = sp.measure(log=print)
-    except Exception as e:
-        notes["supported_prediction"] = f"{type(e).__name__}: {e}"
-        traceback.print_exc()
-        return
-    finally:
-        print(f"[bench_supported took {time.perf_counter() - t:.1f} s]")
-    results["supported_prediction"] = r
+    results["supported_prediction"] = _group(
+        "supported_prediction", "bench_supported", lambda sp: sp.measure(log=print), results, notes
+    )
+
+
+def _qemu_models(results: dict, notes: dict) -> None:
+    """QEMU's expansion vs the CPUID a guest of the model sees in the lab (bench/bench_qemu_models.py)."""
+    results["qemu_models"] = _group(
+        "qemu_models", "bench_qemu_models", lambda qm: qm.measure(log=print), results, notes
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -176,6 +179,8 @@ def main(argv: list[str] | None = None) -> int:
         _agreement(n_agreement, results, notes)
     if not only or "supported" in only:
         _supported(results, notes)
+    if not only or "qemu_models" in only:
+        _qemu_models(results, notes)
     if notes:
         results["notes"] = notes
     print()
@@ -203,6 +208,10 @@ def main(argv: list[str] | None = None) -> int:
     if sp.get("registers"):
         print(f"{'supported CPUID predicted':<26} {sp['agreeing']:>5}/{sp['registers']:<6} registers agree "
               f"({len([k for k, v in sp['lab'].items() if isinstance(v, dict)])} lab comparisons + live)")
+    for model, r in (results.get("qemu_models") or {}).items():
+        label = f"QEMU {model}"
+        print(f"{label:<26} {r['agree']:>5}/{r['compared']:<6} feature bits ({r.get('on')} on): expansion = guest "
+              "CPUID (lab, TCG)")
     for key, why in notes.items():
         print(f"  {key}: {why}")
     atomic_write_text(out_path, json.dumps(results, indent=1, sort_keys=True) + "\n")

@@ -48,7 +48,11 @@ def _lab() -> str | None:
     return "the kernel lab cannot run here: " + "; ".join(missing) if missing else None
 
 
-_CHECKS = {"kvm": _kvm_usable, "cpuid_tool": _cpuid_tool, "chromium": _chromium, "lab": _lab}
+def _qemu() -> str | None:
+    return None if shutil.which("qemu-system-x86_64") else "QEMU is not installed (apt-get install qemu-system-x86)"
+
+
+_CHECKS = {"kvm": _kvm_usable, "cpuid_tool": _cpuid_tool, "chromium": _chromium, "lab": _lab, "qemu": _qemu}
 
 
 def required_parts() -> set[str]:

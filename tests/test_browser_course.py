@@ -604,6 +604,54 @@ def _case_09(page, path: Path) -> None:
     src = img.get_attribute("src") or ""
     width = page.evaluate(DECODED_WIDTH, src)
     assert src.startswith("data:image/png") and width > 100, f"09: the fleet matrix is not drawn ({src[:60]!r}, {width})"
+    _case_09_templates(page, path)
+
+
+def _shows(loc, want: list[str], when: str) -> None:
+    """``loc``'s text holds every line of ``want`` (inline marks and spacing aside), within PANEL_TIMEOUT."""
+    deadline = time.monotonic() + PANEL_TIMEOUT
+    while True:
+        shown = _squash(loc.text_content() or "")
+        missing = [w for w in want if _squash(w) not in shown]
+        if not missing:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{when}: the page lacks {missing}")
+        time.sleep(0.1)
+
+
+def _case_09_templates(page, path: Path) -> None:
+    """Issue 16: 09 reviews a real Firecracker template on two hosts and a QEMU model on the same hosts; a file
+    picker swaps in another template.  Each panel's page text must show what a panel built here shows."""
+    from cpuidkit.ui.widgets import TemplatePanel
+
+    anchor = ".cpuidkit-template-panel"
+    page.locator(anchor).nth(1).wait_for(state="attached", timeout=WIDGET_TIMEOUT)
+    panel, _ = _notebook_widget(path, TemplatePanel)
+    assert panel.template().kind == "firecracker" and len(panel.hosts) == 2, "09's first template panel changed"
+    first, second = page.locator(anchor).nth(0), page.locator(anchor).nth(1)
+    first.scroll_into_view_if_needed()
+    _shows(first.locator(".cpuidkit-template-out"), panel.expected(), "09 template panel before the action")
+    img = first.locator(".cpuidkit-template-fleet img")
+    width = page.evaluate(DECODED_WIDTH, img.get_attribute("src") or "")
+    assert width > 100, "09: the template-across-the-fleet figure is not drawn"
+    qemu = TemplatePanel(second.locator(".cpuidkit-template-choice select").input_value(),
+                         hosts=[h.name for h in panel.hosts], kernel=panel.kernel)
+    assert qemu.template().kind == "qemu", "09's second template panel is not a QEMU model"
+    _shows(second.locator(".cpuidkit-template-out"), qemu.expected(), "09 QEMU model panel")
+    # the file picker: upload Firecracker's T2CL through the browser
+    upload = ROOT / "data" / "firecracker-templates" / "T2CL.json"
+    with page.expect_file_chooser(timeout=WIDGET_TIMEOUT) as chooser:  # the upload button opens a file chooser
+        first.locator(".cpuidkit-template-upload").first.click()
+    chooser.value.set_files(str(upload))
+    assert panel.load_text(upload.read_text(), upload.name)
+    _shows(first.locator(".cpuidkit-template-out"), panel.expected(), "09 after uploading T2CL.json")
+    _shows(first.locator(".cpuidkit-template-message"), ["loaded T2CL.json"], "09 after uploading T2CL.json")
+    # and a shipped template picked in the list, then "review"
+    first.locator(".cpuidkit-template-choice select").select_option("T2A.json")
+    first.locator(".cpuidkit-template-review").click()
+    panel.choice.value = "T2A.json"
+    _shows(first.locator(".cpuidkit-template-out"), panel.expected(), "09 after choosing T2A.json")
 
 
 def _review_shown(page, anchor: str, panel, when: str) -> None:

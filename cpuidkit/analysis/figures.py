@@ -761,3 +761,53 @@ def short_names(names: list[str]) -> list[str]:
     prefix = os.path.commonprefix(names) if len(names) > 1 else ""
     cut = max(prefix.rfind("-"), prefix.rfind("_")) + 1
     return [n[cut:] or n for n in names]
+
+
+def plot_template_fleet(tf, *, title: str | None = None):
+    """A template across a fleet (:func:`cpuidkit.analysis.templates.template_fleet`) as a matplotlib figure:
+    one row per host, one column per feature that differs between hosts or that the template forces to 1;
+    blue the guest gets it, white it does not, red forced to 1 but not backed by the host.  A host the template
+    cannot run on has its name marked."""
+    from matplotlib.colors import ListedColormap  # heavy: imported on use
+    from matplotlib.figure import Figure  # heavy: imported on use
+    from matplotlib.patches import Patch  # heavy: imported on use
+
+    cols = tf.columns()
+    rows = tf.matrix()
+    code = {".": 0.0, "1": 1.0, "!": 2.0}
+    data = [[code[c] for c in row] for row in rows] or [[0.0]]
+    width = min(max(4.0, 0.16 * len(cols) + 3.0), 16.0)
+    height = min(max(2.5, 0.32 * len(rows) + 1.8), 12.0)
+    fig = Figure(figsize=(width, height))
+    ax = fig.add_subplot(1, 1, 1)
+    ax.imshow(
+        data,
+        cmap=ListedColormap(["#ffffff", "#5c8ae6", "#e53935"]),
+        vmin=0,
+        vmax=2,
+        aspect="auto",
+        interpolation="nearest",
+    )
+    ax.set_xticks(range(len(cols)), cols, rotation=90, fontsize=6)
+    ax.set_yticks(range(len(tf.runs)), [("" if r.runs else "✗ ") + r.host for r in tf.runs], fontsize=7)
+    ax.set_xticks([x - 0.5 for x in range(1, len(cols))], minor=True)
+    ax.set_yticks([y - 0.5 for y in range(1, len(tf.runs))], minor=True)
+    ax.grid(which="minor", color="#dddddd", linewidth=0.5)
+    ax.tick_params(which="minor", length=0)
+    ok = sum(r.runs for r in tf.runs)
+    ax.set_title(
+        title or f"{tf.template.name}: runs on {ok} of {len(tf.runs)} hosts (kernel {tf.kernel}); ✗ cannot run",
+        fontsize=9,
+    )
+    ax.legend(
+        handles=[
+            Patch(facecolor="#5c8ae6", label="guest gets it"),
+            Patch(facecolor="#ffffff", edgecolor="#999999", label="guest does not"),
+            Patch(facecolor="#e53935", label="forced 1, host cannot back"),
+        ],
+        loc="upper left",
+        bbox_to_anchor=(1.01, 1.0),
+        fontsize=7,
+    )
+    fig.tight_layout()
+    return fig

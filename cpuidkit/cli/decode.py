@@ -6,7 +6,7 @@ import json
 import sys
 
 from cpuidkit.cli.exits import EXIT_OK
-from cpuidkit.core.catalog import catalog
+from cpuidkit.core.catalog import catalog, qemu_name
 from cpuidkit.core.sources import load
 
 
@@ -29,6 +29,7 @@ def _decode(args) -> int:
                     "register": fv.field.register,
                     "bits": fv.field.bits,
                     "name": fv.field.name,
+                    "qemu": qemu_name(fv.field, fv.subleaf),
                     "value": fv.value,
                 }
                 for fv in values

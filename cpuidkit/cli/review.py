@@ -1,6 +1,8 @@
 """``cpuidkit review`` (one template on one host, as a report) and ``cpuidkit fleet`` (a pool's migration matrix).
 
-Exit codes: 0 when the report was written (whatever it says), 2 on bad input.
+Exit codes: 0 when the report was written (for a CPU template: and the template can run as given), 1 when a
+template cannot (its VMM refuses to start, a bit it forces to 1 is not backed by the host, or KVM rejects the
+table), 2 on bad input.
 """
 
 from __future__ import annotations
@@ -15,11 +17,12 @@ import time
 from pathlib import Path
 
 from cpuidkit._files import atomic_write_text
-from cpuidkit.analysis.figures import plot_matrix
+from cpuidkit.analysis.figures import plot_matrix, plot_template_fleet
 from cpuidkit.analysis.fleet import Progress, common_baseline, fleet, load_hosts
 from cpuidkit.analysis.review import render, review
+from cpuidkit.analysis.templates import apply_on_host, is_template_spec, load_template, template_fleet
 from cpuidkit.cli.args import kernel_version
-from cpuidkit.cli.exits import EXIT_OK
+from cpuidkit.cli.exits import EXIT_OK, EXIT_VERDICT
 from cpuidkit.cli.guest import load_guest_table
 from cpuidkit.core.hosts import VENDORS
 from cpuidkit.core.kernels import DEFAULT_KERNEL, kernel_profile
@@ -38,10 +41,40 @@ def _write(text: str, output: str | None) -> None:
 # -- review -----------------------------------------------------------------------------------------
 
 
+def _base(spec: str | None):
+    """``--base``: None (the host's supported CPUID), ``live`` (this machine's KVM_GET_SUPPORTED_CPUID) or a file."""
+    if spec is None:
+        return None, None
+    if spec == "live":
+        return resolve_host("live").supported_cpuid(), "KVM_GET_SUPPORTED_CPUID of this machine (live)"
+    table, name = load_guest_table(spec)
+    return table, f"`{Path(name).name}`"
+
+
 def _review(args) -> int:
     kernel_profile(args.kernel)  # a bad version is bad input before anything is read
-    table, name = load_guest_table(args.template)
     host = resolve_host(args.host)
+    if is_template_spec(args.template):
+        template = load_template(args.template)
+        base, label = _base(args.base)
+        applied = apply_on_host(
+            template, host, kernel=args.kernel, vendor=args.vendor, base=base, base_label=label, vcpus=args.vcpus
+        )
+        r = review(
+            applied.table,
+            host,
+            kernel=args.kernel,
+            vendor=args.vendor,
+            template_name=template.name,
+            xfeature_permission=not args.no_xfeature_permission,
+            applied=applied,
+        )
+        _write(render(r, args.format), args.output)
+        t = r.data["template_application"]
+        return EXIT_VERDICT if (t["refused"] or t["unbacked"] or r.data["verdict"] != "accepted") else EXIT_OK
+    if args.base is not None:
+        raise InputError("--base applies to a CPU template (a Firecracker template or qemu:MODEL), not to a table")
+    table, name = load_guest_table(args.template)
     r = review(
         table,
         host,
@@ -169,8 +202,63 @@ def _inside(folder: str, path: str | None) -> bool:
     return os.path.dirname(os.path.abspath(path)) == os.path.abspath(folder)
 
 
+def _template_fleet_text(tf) -> str:
+    out = [
+        f"template {tf.template.name} ({tf.template.kind}) on {len(tf.runs)} hosts, kernel {tf.kernel}, vendor module "
+        f"{tf.vendor or 'per host'}: runs on {sum(r.runs for r in tf.runs)}",
+        "base: each host's KVM_GET_SUPPORTED_CPUID (predicted unless measured), applied as the VMM applies it",
+        "",
+    ]
+    for r in tf.runs:
+        why = []
+        if r.refused:
+            why.append(f"VMM refuses: {r.refused[0]}" + (f" (+{len(r.refused) - 1})" if len(r.refused) > 1 else ""))
+        if r.unbacked:
+            why.append("forced 1 not backed: " + ", ".join(r.unbacked))
+        if r.verdict != "accepted":
+            why.append(f"KVM_SET_CPUID2 {r.verdict} ({r.errno})")
+        out.append(f"  {'runs   ' if r.runs else 'CANNOT '} {r.host:<40} " + ("; ".join(why) or "ok"))
+    cols = tf.columns()
+    out.append("")
+    out.append("what a guest sees (1 yes, . no, ! forced 1 the host cannot back), features that differ or are forced:")
+    for i, c in enumerate(cols):
+        out.append(f"  {i:>3} {c}")
+    out.append("      " + "".join(f"{i % 10}" for i in range(len(cols))))
+    for r, row in zip(tf.runs, tf.matrix()):
+        out.append(f"      {''.join(row)}  {r.host}")
+    return "\n".join(out) + "\n"
+
+
+def _template_fleet_html(tf) -> str:
+    fig = plot_template_fleet(tf)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, metadata={"Software": None})
+    png = base64.b64encode(buf.getvalue()).decode("ascii")
+    text = html.escape(_template_fleet_text(tf))
+    return (
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>cpuidkit fleet: '
+        f"{html.escape(tf.template.name)}</title></head><body><h1>{html.escape(tf.template.name)} across "
+        f'{len(tf.runs)} hosts</h1><img alt="template across the fleet" src="data:image/png;base64,{png}">'
+        f"<pre>{text}</pre></body></html>\n"
+    )
+
+
 def _fleet(args) -> int:
     kernel_profile(args.kernel)
+    if args.template is not None:
+        if args.baseline:
+            raise InputError("--baseline is for the migration matrix; leave it out with --template")
+        if _inside(args.folder, args.output):
+            raise InputError(f"-o {args.output} is inside the host folder {args.folder}; write it elsewhere")
+        template = load_template(args.template)
+        tf = template_fleet(template, load_hosts(args.folder), kernel=args.kernel, vendor=args.vendor)
+        if args.format == "json":
+            _write(json.dumps(tf.as_dict()) + "\n", args.output)
+        elif args.format == "html":
+            _write(_template_fleet_html(tf), args.output)
+        else:
+            _write(_template_fleet_text(tf), args.output)
+        return EXIT_OK if all(r.runs for r in tf.runs) else EXIT_VERDICT
     for option, path in (("-o", args.output), ("--baseline", args.baseline)):
         if _inside(args.folder, path):
             raise InputError(
@@ -204,7 +292,23 @@ def register(sub) -> None:
         "MAXPHYADDR and linear width, and the kernel-version notes that matter for this template. Markdown or "
         "HTML (with inline SVG figures), written atomically with -o.",
     )
-    r.add_argument("template", metavar="TEMPLATE", help="the guest CPUID: a dump file, a built-in host name, or live")
+    r.add_argument(
+        "template",
+        metavar="TEMPLATE",
+        help="the guest CPUID: a dump file, a built-in host name, or live; or a CPU template applied to the host "
+        "as its VMM applies it: a Firecracker custom CPU template (JSON with cpuid_modifiers) or qemu:MODEL "
+        "(e.g. qemu:Cascadelake-Server, expanded by the real QEMU)",
+    )
+    r.add_argument(
+        "--base",
+        default=None,
+        metavar="FILE|live",
+        help="for a template: the CPUID it is applied to (default: the host's KVM_GET_SUPPORTED_CPUID, predicted "
+        "for --kernel and --vendor unless measured)",
+    )
+    r.add_argument(
+        "--vcpus", type=int, default=1, choices=range(1, 33), metavar="N", help="for a template: vCPUs (default 1)"
+    )
     r.add_argument(
         "--host",
         default=None,
@@ -237,6 +341,13 @@ def register(sub) -> None:
         "pairs at once. Also the largest CPUID every host can take a guest with.",
     )
     f.add_argument("folder", metavar="DIR")
+    f.add_argument(
+        "--template",
+        default=None,
+        metavar="TEMPLATE",
+        help="instead of the migration matrix: can this CPU template (a Firecracker template or qemu:MODEL) run on "
+        "each host, and what does a guest see there (exit 1 when some host cannot run it)",
+    )
     f.add_argument(
         "--kernel",
         type=kernel_version,

@@ -30,7 +30,17 @@ from cpuidkit.errors import InputError, LookupFailed
 if TYPE_CHECKING:  # the catalog reads tables but never builds one: no import at run time
     from cpuidkit.core.table import CpuidTable
 
-__all__ = ["Field", "Catalog", "catalog", "describe_field", "FieldValue", "TextField", "TEXT_FIELDS"]
+__all__ = [
+    "Field",
+    "Catalog",
+    "catalog",
+    "describe_field",
+    "FieldValue",
+    "TextField",
+    "TEXT_FIELDS",
+    "qemu_feature_positions",
+    "qemu_name",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -388,6 +398,38 @@ def _in_range(table: CpuidTable, leaf: int) -> bool:
 def catalog() -> Catalog:
     """The catalog from ``data/fields.csv`` (loaded once)."""
     return Catalog.from_rows(read_csv("fields.csv"), source=str(data_path("fields.csv")))
+
+
+@functools.cache
+def qemu_feature_positions() -> dict[str, tuple[int, int, str, int]]:
+    """The catalog's QEMU column: QEMU feature property name -> (leaf, subleaf, register, bit), from
+    ``data/qemu-cpu-features.csv`` (QEMU's feature_word_info table, names checked against the installed binary)."""
+    src = str(data_path("qemu-cpu-features.csv"))
+    out: dict[str, tuple[int, int, str, int]] = {}
+    for n, r in enumerate(read_csv("qemu-cpu-features.csv"), start=1):
+        try:
+            pos = (int(r["leaf"], 16), int(r["subleaf"]), r["register"], int(r["bit"]))
+        except (KeyError, ValueError) as e:
+            raise InputError(f"bad row: {e}", source=src, where=f"data row {n}") from None
+        if pos[2] not in REGISTERS or not 0 <= pos[3] <= 31:
+            raise InputError("register or bit out of range", source=src, where=f"data row {n}")
+        out[r["qemu_name"]] = pos
+    return out
+
+
+@functools.cache
+def _qemu_by_position() -> dict[tuple[int, int, str, int], str]:
+    out: dict[tuple[int, int, str, int], str] = {}
+    for name, pos in qemu_feature_positions().items():
+        out.setdefault(pos, name)
+    return out
+
+
+def qemu_name(f: Field, subleaf: int | None = None) -> str | None:
+    """QEMU's ``-cpu`` property name for a one-bit field (``avx512f``, ``sse4.2``, ``lahf-lm``), or None."""
+    if not f.is_flag:
+        return None
+    return _qemu_by_position().get((f.leaf, f.sub_lo if subleaf is None else subleaf, f.register, f.lo))
 
 
 def describe_field(leaf: int, subleaf: int, register: str, bit: int) -> str:

@@ -82,6 +82,9 @@ class KernelLab:
     one ``linux-image-*`` package instead of the newest apt offers.
     ``python`` is the interpreter the guest runs (default: this one, so the
     project's ``.venv``).  ``log`` gets a line of text for slow steps (downloads).
+    ``need_kvm=False`` boots a guest without SVM (say ``MODEL,-svm``) for what
+    needs no /dev/kvm in it: the CPUID a guest of a QEMU CPU model sees
+    (``request("cpuid_instruction")``).
 
     Attributes after boot: ``package``, ``package_version`` (the Debian
     version), ``kernel_release`` (``uname -r`` in the guest), ``kernel``
@@ -103,6 +106,7 @@ class KernelLab:
         python: str | None = None,
         qemu: str | None = None,
         log=None,
+        need_kvm: bool = True,
     ):
         self.series = series
         self.cpu = cpu
@@ -151,7 +155,7 @@ class KernelLab:
                 raise LabError(f"the guest agent sent {ready!r} instead of ready", console=self._guest.console_tail())
             self.info = proto.decode_value(ready["info"])
             self.boot_seconds = time.monotonic() - started
-            if not self.info.get("kvm_device"):
+            if need_kvm and not self.info.get("kvm_device"):
                 raise LabUnavailable(
                     f"the guest kernel {self.info.get('kernel_release')} has no /dev/kvm: kvm_amd did not load; "
                     f"the QEMU CPU model {cpu!r} needs SVM (leave svm out of it and the lab adds +svm)",

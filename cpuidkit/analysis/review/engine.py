@@ -34,10 +34,13 @@ from cpuidkit.analysis.review.sections import (
     _verdict_section,
     _xsave_section,
 )
+from cpuidkit.analysis.review.template_section import template_data, template_section, template_summary
+from cpuidkit.analysis.templates import field_rows
 from cpuidkit.core.confirmed import confirmation
 from cpuidkit.core.hosts import HostProfile
 from cpuidkit.core.kernels import DEFAULT_KERNEL, kernel_profile
 from cpuidkit.core.table import CpuidTable
+from cpuidkit.core.templates import AppliedTemplate
 from cpuidkit.core.xsave import supported_xcr0
 from cpuidkit.kvm.check import check
 from cpuidkit.live import resolve_host
@@ -55,6 +58,7 @@ def review(
     xfeature_permission: bool = True,
     pool: Iterable[HostProfile | str] = (),
     intended=None,
+    applied: AppliedTemplate | None = None,
 ) -> Review:
     """Review ``template`` on ``host`` for ``kernel`` and ``vendor`` (default: the host's vendor module).
 
@@ -62,7 +66,9 @@ def review(
     TILEDATA (as Firecracker and QEMU do); the report also says what happens without it.
     ``pool``: hosts a guest with this template may move to from ``host``; when given, an eighth section says
     what ``migrate`` finds for each.  ``intended``: lint findings the VMM means (see
-    :func:`cpuidkit.analysis.lint.parse_intended`), reported as such.
+    :func:`cpuidkit.analysis.lint.parse_intended`), reported as such.  ``applied``: the CPU template
+    ``template`` came from, applied to the host by its VMM (:func:`cpuidkit.analysis.templates.apply_on_host`);
+    a section 0 then says what the template forced, what it left to the host and what KVM does with each field.
     """
 
     h = resolve_host(host)
@@ -118,6 +124,10 @@ def review(
         sections.append(_pool_section(moves, kp.name))
     summary = _summary(out, mig, lint, beyond, synthesized, ctx, specific, booted, template, h, moves)
     sections.insert(0, summary)
+    trows = field_rows(applied, out, lint) if applied is not None else []
+    if applied is not None:
+        summary.blocks.insert(0, ("p", template_summary(applied, trows)))
+        sections.insert(1, template_section(applied, trows))
     figures["bits"] = feature_bits_svg(template, out, beyond, synthesized)
     figures["xsave"] = xsave_layout_svg(template, h, m0)
     data = {
@@ -149,5 +159,7 @@ def review(
     }
     if moves:
         data["pool"] = [rep.as_dict() for _, rep in moves]
+    if applied is not None:
+        data["template_application"] = template_data(applied, trows)
     title = f"CPUID review: {tname} on {h.name}"
     return Review(title=title, header=header, sections=sections, figures=figures, data=data)

@@ -21,6 +21,7 @@ and a handful of widget messages.  Views:
 ``ExportImport``       the table as KVM JSON (written atomically); a bad import changes nothing
 ``CpuidToggler``       all of the above wired to one Lab
 ``ExerciseBox``        an exercise answered on the page (for Voilà): answer box, check
+``TemplatePanel``      a VMM's CPU template (Firecracker, QEMU model, or uploaded) on two hosts and the fleet
 =====================  ============================================================
 
 The modules, each importing only those above it in this list:
@@ -35,6 +36,7 @@ The modules, each importing only those above it in this list:
 * ``interact``: ``interact`` (ipywidgets' ``interact`` without capturing output while a cell runs:
   safe in Voilà)
 * ``exercise``: ``ExerciseBox`` (not a view of a Lab: a ``check_…`` function's answer box)
+* ``templates``: ``TemplatePanel`` (not a view of a Lab: a template reviewed on hosts)
 
 Import the views from here (``from cpuidkit.ui.widgets import BitGrid``).
 """
@@ -48,6 +50,7 @@ from cpuidkit.ui.widgets.grid import style_fields as style_fields
 from cpuidkit.ui.widgets.interact import interact
 from cpuidkit.ui.widgets.panels import KernelBehaviours, LintPanel, ReviewPanel, VerdictPanel, verdict_html
 from cpuidkit.ui.widgets.pickers import HostPicker, KernelSelector, VendorSelector
+from cpuidkit.ui.widgets.templates import TemplatePanel
 from cpuidkit.ui.widgets.toggler import CpuidToggler
 from cpuidkit.ui.widgets.vcpu_state import APIC_DEFAULT_BASE as APIC_DEFAULT_BASE
 from cpuidkit.ui.widgets.vcpu_state import RUNTIME_FIELDS as RUNTIME_FIELDS
@@ -56,6 +59,7 @@ from cpuidkit.ui.widgets.vcpu_state import runtime_view_html as runtime_view_htm
 
 __all__ = [
     "AmxPermissionToggle",
+    "TemplatePanel",
     "BitGrid",
     "RegisterPicker",
     "WidthSliders",
