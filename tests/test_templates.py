@@ -365,3 +365,28 @@ def test_template_fleet_runs_iff_every_forced_one_is_backed(tmp_path, capsys):
         ["fleet", str(folder), "--template", str(TEMPLATES[0]), "--format", "html", "-o", str(tmp_path / "f.html")]
     ) in (0, 1)
     assert "data:image/png;base64," in (tmp_path / "f.html").read_text()
+
+
+@pytest.mark.parametrize(
+    "fingerprint", sorted((DUMPS / "firecracker").glob("fingerprint_*host.json")), ids=lambda p: p.stem
+)
+def test_normalisation_matches_firecrackers_own_fingerprints(fingerprint):
+    """Firecracker's fingerprints (`cpu-template-helper fingerprint dump`, 1 vCPU, no template) are what its
+    normalisation produced on real hosts: every field the model normalises without reading the host must hold the
+    fingerprint's value, whatever host the base comes from."""
+    fp = load(fingerprint)
+    amd = fp.vendor == "AuthenticAMD"
+    h = HostProfile.builtin("epyc-milan" if amd else "cascade-lake")
+    applied = apply_on_host(CpuTemplate("none", "firecracker", ()), h, kernel="6.1")
+    host_valued = {0x0, 0x80000005, 0x80000006} | (set() if amd else {0x80000002, 0x80000003, 0x80000004})
+    compared = 0
+    for (leaf, sub, reg), mask in applied.normalised.items():
+        if leaf in host_valued:
+            continue
+        mine, theirs = _exact(applied.table, leaf, sub), _exact(fp, leaf, sub)
+        assert theirs is not None, (hex(leaf), sub)
+        assert mine.reg(reg) & mask == theirs.reg(reg) & mask, (hex(leaf), sub, reg, hex(mask))
+        compared += 1
+    assert compared >= 15
+    brand = catalog().strings(fp)["brand"]
+    assert brand == "AMD EPYC" if amd else brand.startswith("Intel(R) Xeon(R) Processor")

@@ -34,6 +34,16 @@ LAB_COMPARED = (
 LIVE_COMPARED = "errno of every step; the stored table"
 
 
+def _row(series: str, vendor: str, backend: str, build: str, package: str, cases: int, agreed: int,
+         scripted: int, scripted_agreed: int, compared: str, tool: str, today: str) -> dict:
+    """One row of data/kernel-runs.csv (its columns, in order)."""
+    return {
+        "series": series, "vendor": vendor, "backend": backend, "build": build, "package": package, "cases": cases,
+        "agreed": agreed, "scripted": scripted, "scripted_agreed": scripted_agreed, "compared": compared,
+        "tool": tool, "measured": today, "note": "",
+    }  # fmt: skip
+
+
 def rows_from_results(results: dict, today: str) -> list[dict]:
     """The rows bench/results.json has figures for."""
     out = []
@@ -42,41 +52,24 @@ def rows_from_results(results: dict, today: str) -> list[dict]:
             continue
         major, minor = parse_version(r.get("kernel") or series)
         out.append(
-            {
-                "series": f"{major}.{minor}",
-                "vendor": r.get("vendor") or "svm",
-                "backend": "lab",
-                "build": f"Debian {r['package_version']}",
-                "package": f"{r['package']} (kvm_amd)",
-                "cases": r["cases"],
-                "agreed": r["agreed"],
-                "scripted": r.get("scripted") or 0,
-                "scripted_agreed": r.get("scripted_agreed") or 0,
-                "compared": LAB_COMPARED,
-                "tool": f"bench/bench_lab_agreement.py (seed {r.get('seed', 1)})",
-                "measured": today,
-                "note": "",
-            }
+            _row(
+                f"{major}.{minor}", r.get("vendor") or "svm", "lab", f"Debian {r['package_version']}",
+                f"{r['package']} (kvm_amd)", r["cases"], r["agreed"], r.get("scripted") or 0,
+                r.get("scripted_agreed") or 0, LAB_COMPARED, f"bench/bench_lab_agreement.py (seed {r.get('seed', 1)})",
+                today,
+            )  # fmt: skip
         )
     if results.get("agreement_cases") and results.get("agreement_kernel") and results.get("agreement_vendor"):
         major, minor = parse_version(results["agreement_kernel"])
         vendor = results["agreement_vendor"]
         out.append(
-            {
-                "series": f"{major}.{minor}",
-                "vendor": vendor,
-                "backend": "live",
-                "build": results.get("agreement_release") or f"{major}.{minor}",
-                "package": f"the project machine's own kernel with its {vendor} vendor module",
-                "cases": results["agreement_cases"],
-                "agreed": results["agreement_agreed"],
-                "scripted": results.get("agreement_scripted") or 0,
-                "scripted_agreed": results.get("agreement_scripted_agreed") or 0,
-                "compared": LIVE_COMPARED,
-                "tool": f"bench/bench_agreement.py {results['agreement_cases']}",
-                "measured": today,
-                "note": "",
-            }
+            _row(
+                f"{major}.{minor}", vendor, "live", results.get("agreement_release") or f"{major}.{minor}",
+                f"the project machine's own kernel with its {vendor} vendor module", results["agreement_cases"],
+                results["agreement_agreed"], results.get("agreement_scripted") or 0,
+                results.get("agreement_scripted_agreed") or 0, LIVE_COMPARED,
+                f"bench/bench_agreement.py {results['agreement_cases']}", today,
+            )  # fmt: skip
         )
     return out
 

@@ -217,6 +217,19 @@ def _int(text: str, where: str, what: str) -> int | None:
         raise InputError(f"{what} must be a number, got {text!r}", source=where) from None
 
 
+def _versioned(r: dict[str, str], where: str, *, until_dash: bool = True) -> _Versioned:
+    """A row's since/until/stable columns (``until`` may not be "-" where ``until_dash`` is False)."""
+    until = _bound(r["until"], where)
+    if until == "-" and not until_dash:
+        raise InputError('until cannot be "-"', source=where)
+    return _Versioned(_bound(r["since"], where), until, _stable(r["stable"], where))  # type: ignore[arg-type]
+
+
+def _sources(r: dict[str, str]) -> tuple[str, str, str, str, str]:
+    """A row's function, file, read_in, verified and note columns."""
+    return (r["function"], r["file"], r["read_in"], r["verified"], r["note"])
+
+
 _PARTS = ("cap", "set", "clear", "leaf", "pv")
 _CAP_RULES = ("F", "SF", "EMULATED", "SYNTH", "PASSTHROUGH", "NEVER")
 _REGS = ("eax", "ebx", "ecx", "edx", "")
@@ -241,9 +254,7 @@ def supported_rows() -> tuple[SupportedRow, ...]:
         bit = _int(r["bit"], where, "bit")
         if part in ("cap", "set", "clear", "pv") and (bit is None or not 0 <= bit < 32 or not r["register"]):
             raise InputError("a bit row needs a register and a bit 0..31", source=where)
-        until = _bound(r["until"], where)
-        if until == "-":
-            raise InputError('until cannot be "-"', source=where)
+        versions = _versioned(r, where, until_dash=False)
         if part in ("set", "clear") or (part == "pv" and r["rule"] not in ("", "NEVER")):
             _check_condition(r["rule"], where)
         out.append(
@@ -255,13 +266,9 @@ def supported_rows() -> tuple[SupportedRow, ...]:
                 bit,
                 r["name"],
                 r["rule"],
-                _Versioned(_bound(r["since"], where), until, _stable(r["stable"], where)),  # type: ignore[arg-type]
+                versions,
                 r["vendor"],
-                r["function"],
-                r["file"],
-                r["read_in"],
-                r["verified"],
-                r["note"],
+                *_sources(r),
                 n,
             )
         )
@@ -282,7 +289,6 @@ def host_kernel_rows() -> tuple[HostKernelRow, ...]:
             raise InputError("a raw row needs leaf, subleaf, register and bit", source=where)
         if action != "raw":
             _check_condition(r["condition"], where)
-        until = _bound(r["until"], where)
         out.append(
             HostKernelRow(
                 r["name"],
@@ -292,12 +298,8 @@ def host_kernel_rows() -> tuple[HostKernelRow, ...]:
                 r["register"],
                 _int(r["bit"], where, "bit"),
                 r["condition"],
-                _Versioned(_bound(r["since"], where), until, _stable(r["stable"], where)),  # type: ignore[arg-type]
-                r["function"],
-                r["file"],
-                r["read_in"],
-                r["verified"],
-                r["note"],
+                _versioned(r, where),
+                *_sources(r),
                 n,
             )
         )

@@ -51,6 +51,7 @@ __all__ = [
     "apply_template",
     "MAX_VCPUS_FIRECRACKER",
     "template_keys",
+    "firecracker_brand",
 ]
 
 TEMPLATE_KINDS = ("firecracker", "qemu")
@@ -140,7 +141,44 @@ class NormalisationStep:
         return ((1 << (self.hi - self.lo + 1)) - 1) << self.lo
 
 
-_EXPRESSIONS = ("host", "index", "vcpus", "vcpus-1", "vcpus>1", "pow2(vcpus)", "cpu_bits", "cpus_per_core", "insert")
+_EXPRESSIONS = (
+    "host",
+    "index",
+    "vcpus",
+    "vcpus-1",
+    "vcpus>1",
+    "pow2(vcpus)",
+    "cpu_bits",
+    "cpus_per_core",
+    "insert",
+    "brand",
+)
+BRAND_LEAVES = (0x80000002, 0x80000003, 0x80000004)
+_AMD_BRAND = b"AMD EPYC"  # amd/normalize.rs DEFAULT_BRAND_STRING
+_INTEL_BRAND = b"Intel(R) Xeon(R) Processor"  # intel/normalize.rs DEFAULT_BRAND_STRING (and _BASE + " @")
+
+
+def firecracker_brand(vendor: str, host: CpuidTable | None) -> bytes:
+    """The 48-byte brand string Firecracker's normalisation writes: AMD ``AMD EPYC``; Intel ``Intel(R) Xeon(R)
+    Processor @`` and the host brand's frequency (the digits before ``GHz``/``MHz``/``THz`` back to a space, and
+    the rest of the host's string from the unit on), else ``Intel(R) Xeon(R) Processor``."""
+    if vendor == "amd":
+        return _AMD_BRAND.ljust(48, b"\0")
+    raw = b""
+    for leaf in BRAND_LEAVES:
+        e = _exact(host, leaf, 0) if host is not None else None
+        raw += b"".join(((e.reg(r) if e is not None else 0).to_bytes(4, "little")) for r in REGISTERS)
+    unit = next((i for i in range(len(raw) - 2) if raw[i : i + 3] in (b"THz", b"GHz", b"MHz")), None)
+    if unit is not None:
+        before, after = raw[:unit], raw[unit:]
+        i = len(before)
+        while i > 0 and (before[i - 1 : i].isdigit() or before[i - 1 : i] == b"."):
+            i -= 1
+        if i > 0 and before[i - 1 : i] == b" ":
+            out = _INTEL_BRAND + b" @" + before[i - 1 :] + after
+            if len(out.rstrip(b"\0")) <= 48:
+                return out[:48].ljust(48, b"\0")
+    return _INTEL_BRAND.ljust(48, b"\0")
 
 
 @cache
@@ -392,6 +430,20 @@ def _firecracker_normalise(
                 entries.append(CpuidEntry(step.leaf, step.subleaf, FLAG_SIGNIFICANT_INDEX))
                 for reg in REGISTERS:
                     normalised[(step.leaf, step.subleaf, reg)] = U32
+            continue
+        if step.value == "brand":
+            pos = next((i for i, e in enumerate(entries) if e.function == step.leaf and e.index == step.subleaf), None)
+            if pos is None:
+                msg = f"Firecracker's normalisation needs leaf {step.leaf:#x}.{step.subleaf}, which the base lacks"
+                if step.required and msg not in refused:
+                    refused.append(msg)
+                continue
+            raw = firecracker_brand(vendor, host)
+            off = 16 * (step.leaf - BRAND_LEAVES[0])
+            regs = {r: int.from_bytes(raw[off + 4 * j : off + 4 * j + 4], "little") for j, r in enumerate(REGISTERS)}
+            entries[pos] = entries[pos].replace(**regs)
+            for reg in REGISTERS:
+                normalised[(step.leaf, step.subleaf, reg)] = U32
             continue
         if step.value.startswith("copy:"):
             src_leaf = int(step.value[5:], 16)
