@@ -152,6 +152,8 @@ _EXPRESSIONS = (
     "cpus_per_core",
     "insert",
     "brand",
+    "cache-sharing",
+    "cpus_per_core-1",
 )
 BRAND_LEAVES = (0x80000002, 0x80000003, 0x80000004)
 _AMD_BRAND = b"AMD EPYC"  # amd/normalize.rs DEFAULT_BRAND_STRING
@@ -405,6 +407,7 @@ def _expr(step: NormalisationStep, host: CpuidTable | None, vcpus: int, index: i
         "pow2(vcpus)": _pow2ceil(vcpus),
         "cpu_bits": cpu_bits,
         "cpus_per_core": 1 << cpu_bits,
+        "cpus_per_core-1": (1 << cpu_bits) - 1,
     }.get(v)
 
 
@@ -444,6 +447,30 @@ def _firecracker_normalise(
             entries[pos] = entries[pos].replace(**regs)
             for reg in REGISTERS:
                 normalised[(step.leaf, step.subleaf, reg)] = U32
+            continue
+        if step.value == "cache-sharing":
+            per_core = 1  # SMT off (cpu_bits 0)
+            for i in range(64):
+                pos = next((k for k, e in enumerate(entries) if e.function == step.leaf and e.index == i), None)
+                if pos is None:
+                    break
+                e = entries[pos]
+                if vendor == "intel" and not (e.eax or e.ebx or e.ecx or e.edx):
+                    break
+                level = (e.eax >> 5) & 0x7
+                eax = e.eax
+                if level in (1, 2):
+                    eax = (eax & ~(0xFFF << 14)) | ((per_core - 1) << 14)
+                elif level == 3:
+                    eax = (eax & ~(0xFFF << 14)) | ((vcpus - 1) << 14)
+                mask = 0xFFF << 14 if level in (1, 2, 3) else 0
+                if vendor == "intel":
+                    eax = (eax & ~(0x3F << 26)) | ((vcpus // per_core - 1) << 26)
+                    mask |= 0x3F << 26
+                entries[pos] = e.with_reg("eax", eax)
+                if mask:
+                    key = (step.leaf, i, "eax")
+                    normalised[key] = normalised.get(key, 0) | mask
             continue
         if step.value.startswith("copy:"):
             src_leaf = int(step.value[5:], 16)
