@@ -108,7 +108,8 @@ def parse_template_text(text: str, name: str) -> CpuTemplate:
         raise InputError(
             'expected a Firecracker custom CPU template (a JSON object with "cpuid_modifiers")', source=name
         )
-    return firecracker.parse_template(text, name, Path(display_name(name)).name)
+    short = Path(display_name(name)).name  # reports name files without their folders
+    return firecracker.parse_template(text, short, short)
 
 
 def load_template(spec: str, *, use_qemu: bool | None = None) -> CpuTemplate:

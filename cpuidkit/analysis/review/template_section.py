@@ -52,7 +52,7 @@ def template_section(applied: AppliedTemplate, rows: list[FieldRow]) -> Section:
     s = Section("0. The template and the VMM")
     zeros, ones = _counts(applied)
     s.p(
-        f"`{t.name}` is {_KIND[t.kind]} ({t.source or 'no source named'}): "
+        f"`{t.name}` is {_KIND[t.kind]}" + (f" ({t.source})" if t.source and t.source != t.name else "") + ": "
         f"{_plural(len(applied.forced), 'register')} modified, {ones} bits forced to 1 and {zeros} to 0; "
         f"every other bit is left to the base, {applied.base_label}. The table below is what the VMM hands "
         f"KVM_SET_CPUID2 for vCPU 0 of {applied.vcpus}; the rest of this review is about that table."
@@ -72,8 +72,9 @@ def template_section(applied: AppliedTemplate, rows: list[FieldRow]) -> Section:
             else "QEMU drops it with a warning by default and refuses to start with `enforce`"
         )
         s.p(
-            f"**Forced to 1 but not offered by KVM on this host** ({vmm_does}): a guest that trusts the bit and "
-            "uses the feature meets #UD, or silently loses state KVM does not switch:"
+            f"**Forced to 1 but not offered by KVM on this host** ({vmm_does}): a guest that trusts the bit may "
+            "use an instruction or state the host cannot give (#UD, or state KVM does not switch), or rely on a "
+            "hint or an absence (`*_no`, `no_*`, `*_preferred`) the host does not promise:"
         )
         s.ul([f"`{r.name}` ({r.position})" for r in bad])
     linted = [r for r in rows if r.lint and r.decided_by in ("template", "partly template")]
