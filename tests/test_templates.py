@@ -4,6 +4,7 @@ host's KVM_GET_SUPPORTED_CPUID as the VMM applies them; `cpuidkit review TEMPLAT
 from __future__ import annotations
 
 import json
+import os
 import random
 import shutil
 
@@ -390,3 +391,62 @@ def test_normalisation_matches_firecrackers_own_fingerprints(fingerprint):
     assert compared >= 15
     brand = catalog().strings(fp)["brand"]
     assert brand == "AMD EPYC" if amd else brand.startswith("Intel(R) Xeon(R) Processor")
+
+
+def _qemu_feature_words(names: list[str], accel: str) -> set[tuple[int, int, str, int]]:
+    """The CPUID bits QEMU sets (or filters) for ``-cpu base,NAME=on,...`` (QOM feature-words and
+    filtered-features of the CPU, no guest)."""
+    import subprocess
+
+    cmds = [{"execute": "qmp_capabilities"}]
+    cmds += [
+        {"execute": "qom-get", "arguments": {"path": "/machine/unattached/device[0]", "property": p}}
+        for p in ("feature-words", "filtered-features")
+    ]
+    cmds.append({"execute": "quit"})
+    cpu = ",".join(["base", "apic-id=0", *(f"{n}=on" for n in names)])
+    done = subprocess.run(
+        ["qemu-system-x86_64", "-machine", "none", "-accel", accel, "-nodefaults", "-display", "none"]
+        + ["-cpu", cpu, "-qmp", "stdio"],
+        input="".join(json.dumps(c) + "\n" for c in cmds),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    bits = set()
+    for line in done.stdout.splitlines():
+        ret = json.loads(line).get("return")
+        if not isinstance(ret, list):
+            continue
+        for w in ret:
+            for b in range(32):
+                if w["features"] >> b & 1:
+                    bits.add((w["cpuid-input-eax"], w.get("cpuid-input-ecx", 0), w["cpuid-register"].lower(), b))
+    return bits
+
+
+@pytest.mark.qemu
+def test_qemu_column_positions_are_the_binarys_own():
+    """QEMU's own feature table, asked of the binary: with ``-cpu base,NAME=on`` QEMU's CPU reports (in its
+    feature-words, or filtered-features where TCG cannot give it) exactly the bit the catalog's QEMU column names.
+    Names go in batches holding at most one name per register, so every bit is attributed to one name."""
+    bits = qemu_feature_bits()
+    by_word: dict = {}
+    for name in sorted(bits):
+        by_word.setdefault(bits[name][:3], []).append(name)
+    side_effects = {(0xD, 0, "eax", 0), (0xD, 0, "eax", 1)}  # xsave turns on x87/SSE state components
+    checked = 0
+    for accel, names_of in (("tcg", lambda n: not n.startswith("kvm")), ("kvm", lambda n: n.startswith("kvm"))):
+        if accel == "kvm" and not os.access("/dev/kvm", os.R_OK | os.W_OK):
+            continue
+        words = {w: [n for n in ns if names_of(n)] for w, ns in by_word.items()}
+        base = _qemu_feature_words([], accel)
+        for i in range(max((len(v) for v in words.values()), default=0)):
+            batch = [ns[i] for ns in words.values() if i < len(ns)]
+            got = _qemu_feature_words(batch, accel) - base - side_effects
+            want = {bits[n] for n in batch}
+            if "kvmclock" in batch:
+                want |= {(0x40000001, 0, "eax", 0), (0x40000001, 0, "eax", 3)}
+            assert got == want, (accel, sorted(got ^ want))
+            checked += len(batch)
+    assert checked >= 190
