@@ -11,6 +11,7 @@ import shutil
 import pytest
 from conftest import DUMPS, ROOT
 
+from cpuidkit.analysis.migrate import KVM_PROVIDED
 from cpuidkit.analysis.templates import (
     apply_on_host,
     field_rows,
@@ -450,3 +451,24 @@ def test_qemu_column_positions_are_the_binarys_own():
             assert got == want, (accel, sorted(got ^ want))
             checked += len(batch)
     assert checked >= 190
+
+
+def test_bits_kvm_backs_outside_its_supported_table_are_not_flagged():
+    """TSC deadline and HYPERVISOR are absent from KVM_GET_SUPPORTED_CPUID before 6.14 (userspace learns TSC
+    deadline from KVM_CAP_TSC_DEADLINE_TIMER; the VMM sets HYPERVISOR), yet KVM backs them: a template forcing
+    them is not "not backed"; a feature KVM never offers (MONITOR) is."""
+    h = HostProfile.builtin("cascade-lake")
+    bits = "0b" + "".join("1" if b in (31, 24, 3) else "x" for b in range(31, -1, -1))
+    text = json.dumps(
+        {
+            "cpuid_modifiers": [
+                {"leaf": "0x1", "subleaf": "0x0", "flags": 0, "modifiers": [{"register": "ecx", "bitmap": bits}]}
+            ]
+        }
+    )
+    t = parse_template_text(text, "t.json")
+    a = apply_on_host(t, h, kernel="6.1")
+    base1 = _exact(a.base, 1, 0).ecx
+    assert not base1 >> 24 & 1 and not base1 >> 31 & 1  # the 6.1 prediction lacks both
+    names = {r.name for r in field_rows(a) if r.unbacked}
+    assert names == {"monitor"}

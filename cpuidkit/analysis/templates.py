@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cpuidkit._files import data_path, display_name, path_exists, read_input_text
+from cpuidkit.analysis.migrate import KVM_PROVIDED
 from cpuidkit.core.catalog import catalog
 from cpuidkit.core.hosts import HostProfile
 from cpuidkit.core.sources import firecracker
@@ -190,7 +191,7 @@ def field_rows(applied: AppliedTemplate, outcome=None, lint=()) -> list[FieldRow
     for f in lint:
         for name in f.fields:
             by_field.setdefault(name, []).append(f.rule)
-    unbacked = applied.unbacked()
+    unbacked = applied.unbacked(KVM_PROVIDED)
     keys = sorted(set(applied.forced) | set(applied.normalised))
     cat = catalog()
     rows = []
@@ -304,7 +305,7 @@ def template_fleet(
     out = []
     for h in hosts:
         applied = apply_on_host(template, h, kernel=kernel, vendor=vendor)
-        unb = applied.unbacked()
+        unb = applied.unbacked(KVM_PROVIDED)
         names = [
             f.name
             for (leaf, sub, reg), bits in unb.items()

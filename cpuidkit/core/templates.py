@@ -339,10 +339,12 @@ class AppliedTemplate:
     def forced(self) -> dict[Key, tuple[int, int]]:
         return self.template.forced()
 
-    def unbacked(self) -> dict[Key, int]:
+    def unbacked(self, provided: Iterable[str] = ()) -> dict[Key, int]:
         """Bits the template forces to 1 that the base does not offer (by register).  With KVM's supported
         CPUID as the base, these are features KVM cannot back on the host: a guest that uses one meets #UD
-        (or worse, for state KVM does not switch)."""
+        (or worse, for state KVM does not switch).  ``provided``: field names KVM backs whatever its supported
+        table says (e.g. TSC deadline before 6.14, which userspace learns from KVM_CAP_TSC_DEADLINE_TIMER)."""
+        skip = frozenset(provided)
         out: dict[Key, int] = {}
         cat = catalog()
         for key, ones in self.template.forced_ones().items():
@@ -353,7 +355,7 @@ class AppliedTemplate:
             for bit in range(32):
                 if ones & ~offered & (1 << bit):
                     f = cat.at(leaf, sub, reg, bit)
-                    if f is not None and f.is_flag:  # a feature flag, not a bit of a number (family, sizes)
+                    if f is not None and f.is_flag and f.name not in skip:  # a flag, not a bit of a number
                         missing |= 1 << bit
             if missing:
                 out[key] = missing
