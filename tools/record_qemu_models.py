@@ -2,7 +2,7 @@
 
 Usage: python tools/record_qemu_models.py [MODEL ...]
 
-Asks the real qemu-system-x86_64 (QMP query-cpu-model-expansion, type full; no guest) through
+Asks the real qemu-system-x86_64 (QMP query-cpu-model-expansion, type full, -accel kvm: needs /dev/kvm; no guest) through
 cpuidkit.lab.qmp.expand_cpu_model, so `make lab` can show QEMU models without QEMU installed. The file names the
 QEMU version it was recorded with; `cpuidkit review qemu:MODEL` asks the installed QEMU when there is one.
 """
@@ -26,7 +26,8 @@ def main(argv: list[str]) -> int:
         "models": {},
     }
     for m in models:
-        exp = expand_cpu_model(m)
+        exp = expand_cpu_model(m, accel="kvm")  # KVM's defaults, as on the hosts a review is about
+        exp.pop("unavailable")  # what this machine's KVM lacks: not part of the model
         out["qemu_version"] = exp["qemu_version"]
         out["models"][m] = exp
         print(f"{m}: {len(exp['props'])} properties, QEMU {exp['qemu_version']}")

@@ -803,7 +803,7 @@ def plot_template_fleet(tf, *, title: str | None = None):
         handles=[
             Patch(facecolor="#5c8ae6", label="guest gets it"),
             Patch(facecolor="#ffffff", edgecolor="#999999", label="guest does not"),
-            Patch(facecolor="#e53935", label="forced 1, host cannot back"),
+            Patch(facecolor="#e53935", label="forced 1, not backed by the host"),
         ],
         loc="upper left",
         bbox_to_anchor=(1.01, 1.0),

@@ -8,7 +8,7 @@
   every XSAVE permission first (Firecracker's ``request_dynamic_xstate_features()``, QEMU for AMX models).
 * :func:`field_rows` says, per field of every register the template or the VMM touches: forced by the
   template (to 0, 1 or a value) or left to the host, the value the guest gets, and what KVM does with it
-  (its owner in the stored table, "not virtualized on this host" for a forced 1 the host cannot back).
+  (its owner in the stored table), and whether a forced 1 is backed by the host (offered by KVM there).
 """
 
 from __future__ import annotations
@@ -20,10 +20,11 @@ from pathlib import Path
 from cpuidkit._files import data_path, display_name, path_exists, read_input_text
 from cpuidkit.analysis.migrate import KVM_PROVIDED
 from cpuidkit.core.catalog import catalog
-from cpuidkit.core.hosts import HostProfile
+from cpuidkit.core.hosts import XFEATURE_MASK_XTILE_DATA, HostProfile
 from cpuidkit.core.sources import firecracker
 from cpuidkit.core.table import CpuidTable
 from cpuidkit.core.templates import AppliedTemplate, CpuTemplate, apply_template, qemu_template
+from cpuidkit.core.xsave import supported_xcr0
 from cpuidkit.errors import InputError
 from cpuidkit.kvm.check import check
 from cpuidkit.lab import LabUnavailable
@@ -78,7 +79,9 @@ def qemu_model_template(model: str, *, use_qemu: bool | None = None) -> CpuTempl
         exp = models[model]
         recorded = True
     t = qemu_template(model, exp["props"], qemu_version=exp.get("qemu_version", ""))
-    label = f"QEMU {exp.get('qemu_version', '')} query-cpu-model-expansion" + (" (recorded)" if recorded else "")
+    label = f"QEMU {exp.get('qemu_version', '')} query-cpu-model-expansion, -accel {exp.get('accel', 'tcg')}" + (
+        " (recorded)" if recorded else ""
+    )
     return CpuTemplate(
         name=QEMU_PREFIX + model,
         kind="qemu",
@@ -153,8 +156,8 @@ class FieldRow:
     forced: int | None  # the template's value for the field's forced bits, when it forces all of them
     base: int | None  # the base's value (KVM's supported CPUID)
     guest: int | None  # what KVM_SET_CPUID2 is given
-    kvm: str  # passthrough, runtime, vendor, rejected (the whole table), or not virtualized on this host
-    unbacked: bool  # a forced 1 the base does not offer
+    kvm: str  # the field's owner in the stored table: passthrough, runtime, vendor (not-virtualized: measured)
+    unbacked: bool  # a forced 1 the base does not offer: not backed by the host
     lint: tuple[str, ...]  # lint rules naming the field
 
     def as_dict(self) -> dict:
@@ -201,12 +204,7 @@ def field_rows(applied: AppliedTemplate, outcome=None, lint=()) -> list[FieldRow
             decided = applied.provenance(leaf, sub, reg, f.mask)
             forced = (fvalue & f.mask) >> f.lo if fmask & f.mask == f.mask else None
             is_unbacked = bool(unbacked.get((leaf, sub, reg), 0) & f.mask)
-            if outcome is not None and not outcome.accepted:
-                kvm = "rejected"
-            elif is_unbacked:
-                kvm = "not virtualized on this host"
-            else:
-                kvm = owners.get((f.name, sub), "passthrough")
+            kvm = owners.get((f.name, sub), "passthrough")
             rows.append(
                 FieldRow(
                     name=f.name,
@@ -312,7 +310,11 @@ def template_fleet(
             for f in catalog().in_register(leaf, sub, reg)
             if f.is_flag and bits & f.mask
         ]
-        verdict = check(applied.table, kernel=kernel, vendor=h.vendor_for(vendor), host=h)
+        # the VMM asks for AMX permission before KVM_SET_CPUID2 when the table enables TILEDATA (as review() does)
+        perm = XFEATURE_MASK_XTILE_DATA if supported_xcr0(applied.table) & XFEATURE_MASK_XTILE_DATA else 0
+        verdict = check(
+            applied.table, kernel=kernel, vendor=h.vendor_for(vendor), host=h, state={"xfeature_permission": perm}
+        )
         out.append(
             HostRun(
                 host=h.name,

@@ -220,7 +220,9 @@ def _template_fleet_text(tf) -> str:
         out.append(f"  {'runs   ' if r.runs else 'CANNOT '} {r.host:<40} " + ("; ".join(why) or "ok"))
     cols = tf.columns()
     out.append("")
-    out.append("what a guest sees (1 yes, . no, ! forced 1 the host cannot back), features that differ or are forced:")
+    out.append(
+        "what a guest sees (1 yes, . no, ! forced 1 not backed by the host), features that differ or are forced:"
+    )
     for i, c in enumerate(cols):
         out.append(f"  {i:>3} {c}")
     out.append("      " + "".join(f"{i % 10}" for i in range(len(cols))))

@@ -39,6 +39,7 @@ __all__ = [
     "TextField",
     "TEXT_FIELDS",
     "qemu_feature_positions",
+    "qemu_feature_rows",
     "qemu_name",
 ]
 
@@ -403,9 +404,16 @@ def catalog() -> Catalog:
 @functools.cache
 def qemu_feature_positions() -> dict[str, tuple[int, int, str, int]]:
     """The catalog's QEMU column: QEMU feature property name -> (leaf, subleaf, register, bit), from
-    ``data/qemu-cpu-features.csv`` (QEMU's feature_word_info table, names checked against the installed binary)."""
+    ``data/qemu-cpu-features.csv`` (QEMU's feature_word_info table, names checked against the installed binary).
+    A name QEMU gives two bits (kvmclock) maps to its last; :func:`qemu_feature_rows` has every row."""
+    return dict(qemu_feature_rows())
+
+
+@functools.cache
+def qemu_feature_rows() -> tuple[tuple[str, tuple[int, int, str, int]], ...]:
+    """Every row of ``data/qemu-cpu-features.csv`` as (name, (leaf, subleaf, register, bit)), checked."""
     src = str(data_path("qemu-cpu-features.csv"))
-    out: dict[str, tuple[int, int, str, int]] = {}
+    out: list[tuple[str, tuple[int, int, str, int]]] = []
     for n, r in enumerate(read_csv("qemu-cpu-features.csv"), start=1):
         try:
             pos = (int(r["leaf"], 16), int(r["subleaf"]), r["register"], int(r["bit"]))
@@ -413,14 +421,14 @@ def qemu_feature_positions() -> dict[str, tuple[int, int, str, int]]:
             raise InputError(f"bad row: {e}", source=src, where=f"data row {n}") from None
         if pos[2] not in REGISTERS or not 0 <= pos[3] <= 31:
             raise InputError("register or bit out of range", source=src, where=f"data row {n}")
-        out[r["qemu_name"]] = pos
-    return out
+        out.append((r["qemu_name"], pos))
+    return tuple(out)
 
 
 @functools.cache
 def _qemu_by_position() -> dict[tuple[int, int, str, int], str]:
     out: dict[tuple[int, int, str, int], str] = {}
-    for name, pos in qemu_feature_positions().items():
+    for name, pos in qemu_feature_rows():
         out.setdefault(pos, name)
     return out
 

@@ -33,7 +33,7 @@ from functools import cache
 
 from cpuidkit._files import data_path, read_csv
 from cpuidkit.core.bits import FLAG_SIGNIFICANT_INDEX, REGISTERS, U32
-from cpuidkit.core.catalog import catalog, qemu_feature_positions
+from cpuidkit.core.catalog import catalog, qemu_feature_positions, qemu_feature_rows
 from cpuidkit.core.indexed import function_is_indexed
 from cpuidkit.core.table import CpuidEntry, CpuidTable
 from cpuidkit.errors import InputError
@@ -154,6 +154,7 @@ _EXPRESSIONS = (
     "brand",
     "cache-sharing",
     "cpus_per_core-1",
+    "host-leaf",
 )
 BRAND_LEAVES = (0x80000002, 0x80000003, 0x80000004)
 _AMD_BRAND = b"AMD EPYC"  # amd/normalize.rs DEFAULT_BRAND_STRING
@@ -236,7 +237,7 @@ def qemu_feature_bits() -> dict[str, tuple[int, int, str, int]]:
 
 def _qemu_words() -> dict[Key, dict[int, str]]:
     words: dict[Key, dict[int, str]] = {}
-    for name, (leaf, sub, reg, bit) in qemu_feature_bits().items():
+    for name, (leaf, sub, reg, bit) in qemu_feature_rows():  # every row: kvmclock names two bits
         words.setdefault((leaf, sub, reg), {})[bit] = name
     return words
 
@@ -261,8 +262,11 @@ def qemu_template(model: str, expansion: Mapping[str, object], *, qemu_version: 
     if not isinstance(expansion, Mapping):
         raise InputError("expected the props of a query-cpu-model-expansion answer (an object)", where=model)
     props = {_canonical(str(k)): v for k, v in expansion.items()}
+    info_levels: dict[str, object] = {k: props[k] for k in ("level", "min-level", "xlevel", "min-xlevel") if k in props}
     mods: list[Modifier] = []
     for (leaf, sub, reg), names in sorted(_qemu_words().items()):
+        if not _qemu_levels([CpuidEntry(leaf, sub, 0)], info_levels):
+            continue  # a word of a leaf beyond the model's level/xlevel: QEMU does not answer it
         value = 0
         for bit, name in names.items():
             if props.get(_canonical(name)) is True:
@@ -289,13 +293,15 @@ def qemu_template(model: str, expansion: Mapping[str, object], *, qemu_version: 
         mods.append(Modifier(0x80000000, 0, "eax", U32, xlevel))
     model_id = props.get("model-id")
     if isinstance(model_id, str):
-        raw = model_id.encode("latin-1", "replace")[:47].ljust(48, b"\0")
+        raw = model_id.encode("latin-1", "replace")[:48].ljust(48, b"\0")
         for i, leaf in enumerate((0x80000002, 0x80000003, 0x80000004)):
             for j, reg in enumerate(REGISTERS):
                 off = 16 * i + 4 * j
                 mods.append(Modifier(leaf, 0, reg, U32, int.from_bytes(raw[off : off + 4], "little")))
     info: dict[str, object] = {
-        k: props[k] for k in ("family", "model", "stepping", "vendor", "model-id", "level", "xlevel") if k in props
+        k: props[k]
+        for k in ("family", "model", "stepping", "vendor", "model-id", "level", "min-level", "xlevel", "min-xlevel")
+        if k in props
     }
     notes = (
         "QEMU computes the cache, topology, XSAVE-size and other non-feature leaves itself; cpuidkit does not "
@@ -340,20 +346,25 @@ class AppliedTemplate:
         return self.template.forced()
 
     def unbacked(self, provided: Iterable[str] = ()) -> dict[Key, int]:
-        """Bits the template forces to 1 that the base does not offer (by register).  With KVM's supported
-        CPUID as the base, these are features KVM cannot back on the host: a guest that uses one meets #UD
-        (or worse, for state KVM does not switch).  ``provided``: field names KVM backs whatever its supported
-        table says (e.g. TSC deadline before 6.14, which userspace learns from KVM_CAP_TSC_DEADLINE_TIMER)."""
+        """Bits the template forces to 1 that reach the table (the VMM's normalisation did not clear or own them)
+        and that the base does not offer (by register).  With KVM's supported CPUID as the base, these are
+        features KVM cannot back on the host: a guest that trusts one may meet #UD (or worse, for state KVM does
+        not switch).  ``provided``: field names KVM backs whatever its supported table says (e.g. TSC deadline
+        before 6.14, which userspace learns from KVM_CAP_TSC_DEADLINE_TIMER)."""
         skip = frozenset(provided)
         out: dict[Key, int] = {}
         cat = catalog()
         for key, ones in self.template.forced_ones().items():
             leaf, sub, reg = key
+            final = _exact(self.table, leaf, sub)
+            if final is None:
+                continue  # a refused modifier: it never reached a table
             e = _exact(self.base, leaf, sub)
             offered = e.reg(reg) if e is not None else 0
+            candidates = ones & final.reg(reg) & ~offered & ~self.normalised.get(key, 0)
             missing = 0
             for bit in range(32):
-                if ones & ~offered & (1 << bit):
+                if candidates & (1 << bit):
                     f = cat.at(leaf, sub, reg, bit)
                     if f is not None and f.is_flag and f.name not in skip:  # a flag, not a bit of a number
                         missing |= 1 << bit
@@ -398,7 +409,7 @@ def _expr(step: NormalisationStep, host: CpuidTable | None, vcpus: int, index: i
     if v.isdigit():
         return int(v)
     if v == "host":
-        e = _exact(host, step.leaf, 0) if host is not None else None
+        e = _exact(host, step.leaf, step.subleaf) if host is not None else None
         return None if e is None else (e.reg(step.register) & step.mask) >> step.lo
     cpu_bits = 0  # Firecracker: u8::from(vcpu_count > 1 && smt); smt off by default
     return {
@@ -449,6 +460,19 @@ def _firecracker_normalise(
             entries[pos] = entries[pos].replace(**regs)
             for reg in REGISTERS:
                 normalised[(step.leaf, step.subleaf, reg)] = U32
+            continue
+        if step.value == "host-leaf":
+            if host is None:
+                continue
+            subs = range(64) if step.leaf == 0x8000001D else (0,)
+            for i in subs:
+                e = _exact(host, step.leaf, i)
+                if e is None or (step.leaf == 0x8000001D and not e.eax & 0xF):
+                    break
+                flags = FLAG_SIGNIFICANT_INDEX if step.leaf == 0x8000001D else 0
+                _replace_exact(entries, step.leaf, i, e.replace(flags=flags))
+                for reg in REGISTERS:
+                    normalised[(step.leaf, i, reg)] = U32
             continue
         if step.value == "cache-sharing":
             per_core = 1  # SMT off (cpu_bits 0)
@@ -503,6 +527,25 @@ def _firecracker_normalise(
     return normalised, done, skipped, refused
 
 
+def _qemu_levels(entries: list[CpuidEntry], info: Mapping[str, object]) -> list[CpuidEntry]:
+    """QEMU answers basic leaves up to max(level, min-level) and extended ones up to max(xlevel, min-xlevel): the
+    base's entries beyond are dropped (hypervisor leaves 0x40000000+ are QEMU's own and kept)."""
+
+    def top(a: str, b: str) -> int | None:
+        vals = [v for v in (info.get(a), info.get(b)) if isinstance(v, int) and not isinstance(v, bool)]
+        return max(vals) if vals else None
+
+    level, xlevel = top("level", "min-level"), top("xlevel", "min-xlevel")
+    out = []
+    for e in entries:
+        if level is not None and e.function < 0x40000000 and e.function > level:
+            continue
+        if xlevel is not None and 0x80000000 <= e.function < 0x80010000 and e.function > xlevel:
+            continue
+        out.append(e)
+    return out
+
+
 def apply_template(
     template: CpuTemplate,
     base: CpuidTable,
@@ -553,6 +596,7 @@ def apply_template(
             skipped.append("values copied from the host's own CPUID (no host CPUID given: the base's kept)")
     else:
         skipped.append("QEMU's own cache, topology, XSAVE-size and PMU leaves (the base's values kept)")
+        entries[:] = _qemu_levels(entries, template.info)
     table = CpuidTable(entries, source=templated.source)
     return AppliedTemplate(
         template=template,

@@ -1,8 +1,8 @@
 """Asking the real QEMU what a CPU model is: QMP ``query-cpu-model-expansion``, no guest needed.
 
-:func:`expand_cpu_model` starts ``qemu-system-x86_64 -machine none -accel tcg -qmp stdio`` (no disk, no
+:func:`expand_cpu_model` starts ``qemu-system-x86_64 -machine none -accel kvm|tcg -qmp stdio`` (no disk, no
 display, no network), sends ``qmp_capabilities``, ``query-version``, ``query-cpu-model-expansion``
-(``type: full``) and ``query-cpu-definitions`` (for the model's ``unavailable-features`` under TCG), then
+(``type: full``) and ``query-cpu-definitions`` (the model's ``unavailable-features`` under that accelerator), then
 ``quit``; the process is ended by its pid if it does not quit in time.  The answer is plain data:
 :func:`cpuidkit.core.templates.qemu_template` turns it into a template.
 """
@@ -10,6 +10,7 @@ display, no network), sends ``qmp_capabilities``, ``query-version``, ``query-cpu
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 
@@ -17,7 +18,7 @@ from cpuidkit.errors import InputError
 from cpuidkit.lab._errors import LabError
 from cpuidkit.lab.qemu import find_qemu
 
-__all__ = ["expand_cpu_model", "cpu_model_names", "MODEL_NAME"]
+__all__ = ["expand_cpu_model", "cpu_model_names", "default_accel", "MODEL_NAME"]
 
 MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
@@ -57,11 +58,22 @@ def cpu_model_names(*, qemu: str | None = None, timeout: float = 60.0) -> list[s
     return sorted(d["name"] for d in defs.get("return", []))
 
 
-def expand_cpu_model(model: str, *, qemu: str | None = None, timeout: float = 60.0) -> dict:
-    """``{"model", "qemu_version", "props", "unavailable_tcg"}`` for ``model`` (e.g. ``Cascadelake-Server``).
+def default_accel() -> str:
+    """``kvm`` where this process can open /dev/kvm (QEMU then expands a model with KVM's defaults: VME, the
+    kvm-* paravirtual features, x2APIC …), else ``tcg``."""
+    return "kvm" if os.access("/dev/kvm", os.R_OK | os.W_OK) else "tcg"
+
+
+def expand_cpu_model(model: str, *, qemu: str | None = None, timeout: float = 60.0, accel: str | None = None) -> dict:
+    """``{"model", "qemu_version", "accel", "props", "unavailable"}`` for ``model`` (e.g. ``Cascadelake-Server``)
+    under ``accel`` (default :func:`default_accel`); ``unavailable`` is what that accelerator cannot give here
+    (``query-cpu-definitions``' ``unavailable-features``).
 
     An unknown model is an :class:`~cpuidkit.errors.InputError` naming it; a QEMU that is missing or does not
     answer is a :class:`~cpuidkit.lab.LabError`."""
+    accel = accel or default_accel()
+    if accel not in ("kvm", "tcg"):
+        raise InputError(f"accel must be kvm or tcg, got {accel!r}")
     if not isinstance(model, str) or not MODEL_NAME.match(model):
         raise InputError(f"a QEMU CPU model name is letters, digits, '.', '_' and '-', got {model!r:.80}")
     version, expansion, defs = _session(
@@ -75,6 +87,7 @@ def expand_cpu_model(model: str, *, qemu: str | None = None, timeout: float = 60
         ],
         qemu,
         timeout,
+        accel,
     )
     if "error" in expansion:
         known = sorted(d["name"] for d in defs.get("return", []))
@@ -89,4 +102,4 @@ def expand_cpu_model(model: str, *, qemu: str | None = None, timeout: float = 60
     unavailable: list[str] = next(
         (d.get("unavailable-features", []) for d in defs.get("return", []) if d.get("name") == model), []
     )
-    return {"model": model, "qemu_version": ver, "props": props, "unavailable_tcg": sorted(unavailable)}
+    return {"model": model, "qemu_version": ver, "accel": accel, "props": props, "unavailable": sorted(unavailable)}

@@ -127,7 +127,7 @@ def review(
     trows = field_rows(applied, out, lint) if applied is not None else []
     if applied is not None:
         summary.blocks.insert(0, ("p", template_summary(applied, trows)))
-        sections.insert(1, template_section(applied, trows))
+        sections.insert(1, template_section(applied, trows, rejected=not out.accepted))
     figures["bits"] = feature_bits_svg(template, out, beyond, synthesized)
     figures["xsave"] = xsave_layout_svg(template, h, m0)
     data = {

@@ -41,21 +41,27 @@ def template_summary(applied: AppliedTemplate, rows: list[FieldRow]) -> str:
         )
     bad = _unbacked_names(rows)
     if bad:
-        text += f"; **{_plural(len(bad), 'forced 1')} the host cannot back**: {_names(bad, 8)}"
+        text += f"; **{_plural(len(bad), 'forced 1')} not backed by the host**: {_names(bad, 8)}"
     elif not applied.refused:
         text += "; every bit it forces to 1 is backed by the host"
     return text
 
 
-def template_section(applied: AppliedTemplate, rows: list[FieldRow]) -> Section:
+def template_section(applied: AppliedTemplate, rows: list[FieldRow], rejected: bool = False) -> Section:
     t = applied.template
     s = Section("0. The template and the VMM")
     zeros, ones = _counts(applied)
     s.p(
         f"`{t.name}` is {_KIND[t.kind]}" + (f" ({t.source})" if t.source and t.source != t.name else "") + ": "
         f"{_plural(len(applied.forced), 'register')} modified, {ones} bits forced to 1 and {zeros} to 0; "
-        f"every other bit is left to the base, {applied.base_label}. The table below is what the VMM hands "
-        f"KVM_SET_CPUID2 for vCPU 0 of {applied.vcpus}; the rest of this review is about that table."
+        f"every other bit is left to the base, {applied.base_label}. "
+        + (
+            f"The table below is what Firecracker hands KVM_SET_CPUID2 for vCPU 0 of {applied.vcpus}"
+            if t.kind == "firecracker"
+            else "The table below is the model as QEMU builds it (up to its level and xlevel) before it drops the "
+            "bits KVM does not back (listed below; with `enforce` it refuses to start instead)"
+        )
+        + "; the rest of this review is about that table."
     )
     if t.info:
         s.p("QEMU's expansion: " + ", ".join(f"{k} `{v}`" for k, v in t.info.items()) + ".")
@@ -72,7 +78,8 @@ def template_section(applied: AppliedTemplate, rows: list[FieldRow]) -> Section:
             else "QEMU drops it with a warning by default and refuses to start with `enforce`"
         )
         s.p(
-            f"**Forced to 1 but not offered by KVM on this host** ({vmm_does}): a guest that trusts the bit may "
+            f"**Forced to 1 but not backed by the host** (KVM does not offer it here; {vmm_does}): a guest that "
+            "trusts the bit may "
             "use an instruction or state the host cannot give (#UD, or state KVM does not switch), or rely on a "
             "hint or an absence (`*_no`, `no_*`, `*_preferred`) the host does not promise:"
         )
@@ -105,10 +112,12 @@ def template_section(applied: AppliedTemplate, rows: list[FieldRow]) -> Section:
         "Per field (every field of the registers the template or the VMM touches; fields left to the host are "
         "shown when the guest gets a non-zero value). *KVM* is what KVM does with the field: `passthrough` "
         "(stored and shown as given), `runtime` (KVM rewrites it), `vendor` (the vendor module rewrites it), "
-        "`rejected` (KVM_SET_CPUID2 fails), or `not virtualized on this host`."
+        "or `not-virtualized` (a measured host's KVM_GET_SUPPORTED_CPUID lacks it); *backed* says `no` for a "
+        "forced 1 the base does not offer (not backed by the host)."
+        + (" KVM_SET_CPUID2 rejects this table as a whole (section 1)." if rejected else "")
     )
     s.table(
-        ["field", "position", "decided by", "template", "KVM's supported", "guest", "KVM", "lint"],
+        ["field", "position", "decided by", "template", "base", "guest", "KVM", "backed", "lint"],
         [
             [
                 f"`{r.name}`",
@@ -117,7 +126,8 @@ def template_section(applied: AppliedTemplate, rows: list[FieldRow]) -> Section:
                 _v(r.forced) if r.forced is not None else ("x" if r.decided_by == "host" else "-"),
                 _v(r.base),
                 _v(r.guest),
-                ("**" + r.kvm + "**") if r.unbacked or r.kvm == "rejected" else r.kvm,
+                r.kvm,
+                "**no**" if r.unbacked else "",
                 ", ".join(r.lint) or "",
             ]
             for r in shown

@@ -119,7 +119,8 @@ def parse_template(text: str, source: str | None, name: str | None = None) -> Cp
     modifiers = [
         Modifier(leaf, sub, reg, mask, value, flags)
         for leaf, sub, flags, regs, _where in mods
-        for reg, (mask, value, _w) in regs.items()
+        # a leaf with no register modifier is still looked up (Firecracker refuses a missing one) and takes the flags
+        for reg, (mask, value, _w) in (regs.items() or [("eax", (0, 0, ""))])
     ]
     msrs = []
     raw_msrs = cfg.get("msr_modifiers", [])
