@@ -25,8 +25,8 @@ from cpuidkit.core.kernels import DEFAULT_KERNEL
 from cpuidkit.core.sources import load
 from cpuidkit.core.sources._common import load_json
 from cpuidkit.core.sources.kvm_json import parse_doc
-from cpuidkit.core.supported import KvmSetup, host_kernel_xcr0, predict_supported_cpuid
-from cpuidkit.core.table import CpuidTable
+from cpuidkit.core.supported import VENDORS, KvmSetup, default_vendor_module, host_kernel_xcr0, predict_supported_cpuid
+from cpuidkit.core.table import AMD_VENDORS, CpuidTable
 from cpuidkit.core.xsave import XsaveComponent, components_of, supported_xcr0, supported_xss
 from cpuidkit.errors import InputError, LookupFailed
 
@@ -39,10 +39,6 @@ __all__ = [
     "AMD_VENDORS",
     "check_vendor",
 ]
-
-# The KVM vendor modules the model knows: upstream kvm_intel (vmx) and kvm_amd (svm), and the pvm module
-VENDORS = ("vmx", "svm", "pvm")
-AMD_VENDORS = ("AuthenticAMD", "HygonGenuine")
 
 
 def check_vendor(vendor: object) -> str:
@@ -199,7 +195,7 @@ class HostProfile:
             return vendor
         if self.vendor_module in VENDORS:
             return self.vendor_module
-        return "svm" if self.vendor in AMD_VENDORS else "vmx"
+        return default_vendor_module(self.vendor)
 
     @property
     def supports_amx(self) -> bool:

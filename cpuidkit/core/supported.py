@@ -29,7 +29,7 @@ from typing import NamedTuple
 from cpuidkit._files import data_path, read_csv
 from cpuidkit.core.bits import FLAG_SIGNIFICANT_INDEX
 from cpuidkit.core.kernels import NEWEST, OLDEST, KernelProfile, parse_release, parse_version
-from cpuidkit.core.table import CpuidEntry, CpuidTable
+from cpuidkit.core.table import AMD_VENDORS, CpuidEntry, CpuidTable
 from cpuidkit.core.xsave import XFEATURE_MASK_XTILE_CFG, XFEATURE_MASK_XTILE_DATA, compacted_size, components_of
 from cpuidkit.core.xsave import standard_size as _standard_size
 from cpuidkit.errors import InputError
@@ -39,6 +39,8 @@ __all__ = [
     "SupportedRow",
     "HostKernelRow",
     "predict_supported_cpuid",
+    "default_vendor_module",
+    "VENDORS",
     "supported_rows",
     "host_kernel_rows",
     "rows_for",
@@ -48,7 +50,6 @@ __all__ = [
 ]
 
 VENDORS = ("vmx", "svm", "pvm")
-AMD_LIKE = ("AuthenticAMD", "HygonGenuine")
 # "KVMKVMKVM\0\0\0" as EBX, ECX, EDX of 0x40000000
 KVM_SIGNATURE = (0x4B4D564B, 0x564B4D56, 0x0000004D)
 KVM_CPUID_FEATURES = 0x40000001
@@ -344,21 +345,20 @@ def _parse(text: str) -> tuple:
         return ("true",)
     pos = 0
 
-    def expr():
+    def chain(op: str, tag: str, operand):
+        """``operand (op operand)*`` as one operand or ``(tag, operand, ...)``."""
         nonlocal pos
-        terms = [term()]
-        while pos < len(toks) and toks[pos] == "|":
+        items = [operand()]
+        while pos < len(toks) and toks[pos] == op:
             pos += 1
-            terms.append(term())
-        return terms[0] if len(terms) == 1 else ("or", *terms)
+            items.append(operand())
+        return items[0] if len(items) == 1 else (tag, *items)
+
+    def expr():
+        return chain("|", "or", term)
 
     def term():
-        nonlocal pos
-        factors = [factor()]
-        while pos < len(toks) and toks[pos] == "&":
-            pos += 1
-            factors.append(factor())
-        return factors[0] if len(factors) == 1 else ("and", *factors)
+        return chain("&", "and", factor)
 
     def factor():
         nonlocal pos
@@ -652,7 +652,7 @@ def _pmu(host: _Host, setup: KvmSetup, vendor: str) -> dict:
     """kvm_pmu_cap as kvm_init_pmu_capability() and perf derive it (AMD: counters from PERFCTR_CORE/0x80000022)."""
     if not setup.enable_pmu:
         return {"version": 0, "gp": 0, "width": 0, "mask_len": 0, "mask": 0, "fixed": 0, "fixed_width": 0}
-    if host.vendor in AMD_LIKE:
+    if host.vendor in AMD_VENDORS:
         if host.raw("PERFMON_V2") and host.in_range(0x80000022):
             e = host.entry(0x80000022)
             gp = e.ebx & 0xF if e else 0
@@ -889,7 +889,7 @@ class _Builder:
     def pmu_leaf(self, p: int) -> None:
         how = self.rule("pmu_leaf", "kvm_pmu_cap")
         pmu = self.pmu
-        if self.host.vendor in AMD_LIKE or not pmu["version"]:
+        if self.host.vendor in AMD_VENDORS or not pmu["version"]:
             pmu = dict.fromkeys(pmu, 0)
         if how == "kvm_pmu_cap" and (not self.setup.enable_pmu or not self.host.has("ARCH_PERFMON")):
             self.zero(p)
@@ -1000,6 +1000,11 @@ class _Builder:
         self.set(p, eax=eax, ebx=_cap(self.caps, 0x80000008, 0, "ebx"), ecx=ecx, edx=0)
 
 
+def default_vendor_module(cpu_vendor: str | None) -> str:
+    """The KVM vendor module a host with this CPU vendor string runs: svm on AMD and Hygon, vmx otherwise."""
+    return "svm" if cpu_vendor in AMD_VENDORS else "vmx"
+
+
 def host_kernel_xcr0(host_cpuid: CpuidTable, kernel="6.18") -> int:
     """The XCR0 the host kernel enables on a CPU with this CPUID (``fpu_user_cfg.max_features``, set up by
     ``fpu__init_system_xstate()``): the components 0xD.0 enumerates whose CPUID feature the kernel keeps
@@ -1008,7 +1013,7 @@ def host_kernel_xcr0(host_cpuid: CpuidTable, kernel="6.18") -> int:
     if not isinstance(host_cpuid, CpuidTable):
         raise InputError("host_cpuid must be a CpuidTable (the host's raw CPUID)", where="host_cpuid")
     version, release, _label = _version_of(kernel)
-    vendor = "svm" if host_cpuid.vendor in AMD_LIKE else "vmx"
+    vendor = default_vendor_module(host_cpuid.vendor)
     return _Host(host_cpuid, version, release, KvmSetup.for_vendor(vendor)).xcr0
 
 
@@ -1026,7 +1031,7 @@ def predict_supported_cpuid(
     """
     if not isinstance(host_cpuid, CpuidTable):
         raise InputError("host_cpuid must be a CpuidTable (the host's raw CPUID)", where="host_cpuid")
-    vendor = vendor or ("svm" if host_cpuid.vendor in AMD_LIKE else "vmx")
+    vendor = vendor or default_vendor_module(host_cpuid.vendor)
     if vendor not in VENDORS:
         raise InputError(f"vendor must be one of {', '.join(VENDORS)}, got {vendor!r}", where="vendor")
     version, release, label = _version_of(kernel)

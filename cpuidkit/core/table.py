@@ -27,7 +27,10 @@ from cpuidkit.core.catalog import catalog
 from cpuidkit.core.indexed import function_is_indexed
 from cpuidkit.errors import InputError
 
-__all__ = ["CpuidEntry", "CpuidTable", "Change", "diff"]
+__all__ = ["CpuidEntry", "CpuidTable", "Change", "diff", "AMD_VENDORS"]
+
+# CPU vendor strings (leaf 0) of AMD and its licensee Hygon: AMD's leaf layout, and KVM's svm module.
+AMD_VENDORS = ("AuthenticAMD", "HygonGenuine")
 
 _FIELDS = ("function", "index", "flags", "eax", "ebx", "ecx", "edx")
 

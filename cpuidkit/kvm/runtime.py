@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 from cpuidkit.core.catalog import catalog
 from cpuidkit.core.hosts import HostProfile
 from cpuidkit.core.kernels import DEFAULT_KERNEL, KernelProfile, kernel_profile
+from cpuidkit.core.supported import KVM_SIGNATURE
 from cpuidkit.core.table import CpuidEntry, CpuidTable
 from cpuidkit.core.xsave import compacted_size, standard_size
 from cpuidkit.kvm.interface import CR4_OSXSAVE, CR4_PKE
 
-KVM_SIGNATURE = (0x4B4D564B, 0x564B4D56, 0x0000004D)  # "KVMKVMKVM\0\0\0" as ebx, ecx, edx
 KVM_FEATURE_PV_UNHALT = 7
 APICBASE_ENABLE = 1 << 11
 MISC_ENABLE_MWAIT = 1 << 18

@@ -8,13 +8,11 @@ from typing import TYPE_CHECKING
 
 from cpuidkit.analysis.lint.model import (
     AMD_ONLY_LEAVES,
-    AMD_VENDORS,
     APX,
     ARCH_INDEXED_FUNCTIONS,
     HYPERVISOR_BASES,
     INTEL_ONLY_LEAVES,
     INTEL_VENDORS,
-    KVM_SIGNATURE,
     LEGACY_AND_HEADER,
     MPX,
     RANGES,
@@ -35,7 +33,8 @@ from cpuidkit.core.addresses import linear_width_of
 from cpuidkit.core.bits import extract_bits, set_bits
 from cpuidkit.core.catalog import catalog
 from cpuidkit.core.hosts import HostProfile
-from cpuidkit.core.table import CpuidEntry, CpuidTable
+from cpuidkit.core.supported import KVM_SIGNATURE
+from cpuidkit.core.table import AMD_VENDORS, CpuidEntry, CpuidTable
 from cpuidkit.core.xsave import components_of
 
 if TYPE_CHECKING:  # pragma: no cover

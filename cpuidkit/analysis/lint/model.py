@@ -43,11 +43,8 @@ LEGACY_AND_HEADER = 576
 # Leaves only one vendor defines (Intel SDM Vol. 2A CPUID; AMD APM Vol. 3 App. E).
 INTEL_ONLY_LEAVES = (0x12, 0x14, 0x19, 0x1A, 0x1B, 0x1C, 0x1D, 0x1E, 0x20, 0x23, 0x24)
 AMD_ONLY_LEAVES = (0x8000000A, *range(0x80000019, 0x80000024), 0x80000026)
-AMD_VENDORS = ("AuthenticAMD", "HygonGenuine")
 INTEL_VENDORS = ("GenuineIntel",)
 
-# KVM's PV signature "KVMKVMKVM\0\0\0" as ebx, ecx, edx (Documentation/virt/kvm/x86/cpuid.rst)
-KVM_SIGNATURE = (0x4B4D564B, 0x564B4D56, 0x0000004D)
 HYPERVISOR_BASES = range(0x40000000, 0x40010000, 0x100)
 
 # Ranges of leaves, each with its own maximum in its base leaf's EAX.  The basic and extended
