@@ -7,7 +7,7 @@ import pytest
 
 from cpuidkit.analysis import qemu_agreement
 from cpuidkit.analysis.qemu_agreement import compare, expansion_vs_guest
-from cpuidkit.core.templates import qemu_feature_bits
+from cpuidkit.core.catalog import qemu_feature_positions
 from cpuidkit.lab import KernelLab
 from cpuidkit.lab.qmp import expand_cpu_model
 
@@ -27,8 +27,8 @@ def test_a_wrong_position_is_caught(monkeypatch):
         guest = lab.request("cpuid_instruction")
     good = compare(exp, guest)
     assert good["agree"] == good["compared"]
-    bits = dict(qemu_feature_bits())
+    bits = dict(qemu_feature_positions())
     bits["sse2"], bits["ss"] = bits["ss"], bits["sse2"]  # two names swapped (SSE2 on, SS off in this model)
-    monkeypatch.setattr(qemu_agreement, "qemu_feature_bits", lambda: bits)
+    monkeypatch.setattr(qemu_agreement, "qemu_feature_positions", lambda: bits)
     bad = compare(exp, guest)
     assert bad["agree"] < bad["compared"]

@@ -23,10 +23,11 @@ from cpuidkit.analysis.templates import (
 )
 from cpuidkit.cli.main import main
 from cpuidkit.core.bits import U32
-from cpuidkit.core.catalog import catalog
+from cpuidkit.core.catalog import catalog, qemu_feature_positions
 from cpuidkit.core.hosts import HostProfile
 from cpuidkit.core.sources import firecracker, load
-from cpuidkit.core.templates import CpuTemplate, Modifier, apply_template, qemu_feature_bits
+from cpuidkit.core.templates import CpuTemplate, Modifier, apply_template
+from cpuidkit.core.xsave import supported_xcr0
 from cpuidkit.errors import InputError
 from cpuidkit.kvm.check import check
 
@@ -269,7 +270,7 @@ def test_a_fingerprint_is_still_a_table_and_an_x_bitmap_still_says_template():
 
 def test_qemu_feature_table_positions_are_catalog_fields():
     cat = catalog()
-    bits = qemu_feature_bits()
+    bits = qemu_feature_positions()
     assert len(bits) > 200
     named = [n for n, (leaf, sub, reg, bit) in bits.items() if cat.at(leaf, sub, reg, bit) is not None]
     assert len(named) / len(bits) > 0.9
@@ -285,7 +286,7 @@ def test_recorded_qemu_model_applies(model):
     props = recorded_qemu_models()["models"][model]["props"]
     h = HostProfile.builtin("cascade-lake")
     applied = apply_on_host(t, h, kernel="6.18")
-    for name, (leaf, sub, reg, bit) in qemu_feature_bits().items():
+    for name, (leaf, sub, reg, bit) in qemu_feature_positions().items():
         key = name.replace("_", "-")
         value = props.get(key, props.get(name))
         if not isinstance(value, bool):
@@ -355,7 +356,7 @@ def test_qemu_names_are_properties_of_the_real_binary():
         msg = json.loads(line)
         if isinstance(msg.get("return"), list):
             props |= {p["name"] for p in msg["return"]}
-    missing = [n for n in qemu_feature_bits() if n not in props and n.replace("_", "-") not in props]
+    missing = [n for n in qemu_feature_positions() if n not in props and n.replace("_", "-") not in props]
     assert not missing
 
 
@@ -373,11 +374,11 @@ def test_template_fleet_runs_iff_every_forced_one_is_backed(tmp_path, capsys):
         tf = template_fleet(t, hosts, kernel="6.18")
         for r, h in zip(tf.runs, hosts):
             a = apply_on_host(t, h, kernel="6.18")
-            assert r.runs == (
-                not a.refused
-                and not a.unbacked()
-                and check(a.table, kernel="6.18", vendor=h.vendor_for(None), host=h).accepted
+            perm = 1 << 18 if supported_xcr0(a.table) & (1 << 18) else 0  # the VMM asks for AMX first
+            verdict = check(
+                a.table, kernel="6.18", vendor=h.vendor_for(None), host=h, state={"xfeature_permission": perm}
             )
+            assert r.runs == (not a.refused and not a.unbacked(KVM_PROVIDED) and verdict.accepted)
             for col, cell in zip(tf.columns(), tf.matrix()[tf.runs.index(r)]):
                 assert (cell == "!") == (col in r.unbacked)
         code = main(["fleet", str(folder), "--template", str(path), "--format", "json", "-o", str(tmp_path / "f.json")])
@@ -460,7 +461,7 @@ def test_qemu_column_positions_are_the_binarys_own():
     """QEMU's own feature table, asked of the binary: with ``-cpu base,NAME=on`` QEMU's CPU reports (in its
     feature-words, or filtered-features where TCG cannot give it) exactly the bit the catalog's QEMU column names.
     Names go in batches holding at most one name per register, so every bit is attributed to one name."""
-    bits = qemu_feature_bits()
+    bits = qemu_feature_positions()
     by_word: dict = {}
     for name in sorted(bits):
         by_word.setdefault(bits[name][:3], []).append(name)

@@ -18,7 +18,9 @@ Every matplotlib function returns a closed ``Figure`` (a notebook shows it once,
 
 from __future__ import annotations
 
+import base64
 import html
+import io
 import os.path
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
@@ -811,3 +813,11 @@ def plot_template_fleet(tf, *, title: str | None = None):
     )
     fig.tight_layout()
     return fig
+
+
+def png_base64(fig, *, dpi: int = 110, tight: bool = False) -> str:
+    """A matplotlib figure as base64 PNG text (for ``<img src="data:image/png;base64,…">``), with no software
+    tag, so the same figure gives the same bytes."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, metadata={"Software": None}, bbox_inches="tight" if tight else None)
+    return base64.b64encode(buf.getvalue()).decode("ascii")

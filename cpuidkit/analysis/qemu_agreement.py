@@ -13,7 +13,7 @@ The guest runs under TCG, not KVM: nested ``-accel kvm`` inside the TCG guest wa
 
 from __future__ import annotations
 
-from cpuidkit.core.templates import qemu_feature_bits
+from cpuidkit.core.catalog import qemu_feature_positions
 from cpuidkit.lab import KernelLab
 from cpuidkit.lab.qmp import expand_cpu_model
 
@@ -30,7 +30,7 @@ def compare(expansion: dict, guest) -> dict:
     unavailable = {str(n).replace("_", "-").lower() for n in expansion.get("unavailable", [])}
     compared = agree = on = 0
     wrong: list[dict] = []
-    for name, (leaf, sub, reg, bit) in sorted(qemu_feature_bits().items()):
+    for name, (leaf, sub, reg, bit) in sorted(qemu_feature_positions().items()):
         key = name.replace("_", "-").lower()
         if name in RUNTIME_NAMES or key == "svm" or leaf == SVM_LEAF:
             continue

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +52,7 @@ QEMU_PREFIX = "qemu:"
 ALL_XFEATURES = (1 << 64) - 1  # the VMM asks for every dynamic XSAVE feature the host has
 
 
+@functools.cache
 def recorded_qemu_models() -> dict:
     """``data/qemu-models.json``: QEMU's expansions of the models the course uses, recorded with the binary."""
     doc = json.loads(data_path("qemu-models.json").read_text(encoding="utf-8"))

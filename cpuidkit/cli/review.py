@@ -7,9 +7,7 @@ table), 2 on bad input.
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 import json
 import os
 import sys
@@ -17,7 +15,7 @@ import time
 from pathlib import Path
 
 from cpuidkit._files import atomic_write_text
-from cpuidkit.analysis.figures import plot_matrix, plot_template_fleet
+from cpuidkit.analysis.figures import plot_matrix, plot_template_fleet, png_base64
 from cpuidkit.analysis.fleet import Progress, common_baseline, fleet, load_hosts
 from cpuidkit.analysis.review import render, review
 from cpuidkit.analysis.templates import apply_on_host, is_template_spec, load_template, template_fleet
@@ -165,10 +163,7 @@ def _fleet_text(f, b) -> str:
 def fleet_html(f, b) -> str:
     """An HTML page: the matrix plot (PNG, base64), the summary and the baseline.  Imports matplotlib."""
 
-    fig = plot_matrix(f)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, metadata={"Software": None})
-    png = base64.b64encode(buf.getvalue()).decode("ascii")
+    png = png_base64(plot_matrix(f))
     s = f.summary()
     rows = "".join(
         f"<tr><td>{html.escape(r)}</td><td>{c['blocker']}</td><td>{c['warning']}</td></tr>"
@@ -232,10 +227,7 @@ def _template_fleet_text(tf) -> str:
 
 
 def _template_fleet_html(tf) -> str:
-    fig = plot_template_fleet(tf)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, metadata={"Software": None})
-    png = base64.b64encode(buf.getvalue()).decode("ascii")
+    png = png_base64(plot_template_fleet(tf))
     text = html.escape(_template_fleet_text(tf))
     return (
         f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>cpuidkit fleet: '
@@ -247,11 +239,15 @@ def _template_fleet_html(tf) -> str:
 
 def _fleet(args) -> int:
     kernel_profile(args.kernel)
+    if args.template is not None and args.baseline:
+        raise InputError("--baseline is for the migration matrix; leave it out with --template")
+    for option, path in (("-o", args.output), ("--baseline", args.baseline)):
+        if _inside(args.folder, path):
+            raise InputError(
+                f"{option} {path} is inside the host folder {args.folder}: the next run would read it as a host; "
+                "write it elsewhere"
+            )
     if args.template is not None:
-        if args.baseline:
-            raise InputError("--baseline is for the migration matrix; leave it out with --template")
-        if _inside(args.folder, args.output):
-            raise InputError(f"-o {args.output} is inside the host folder {args.folder}; write it elsewhere")
         template = load_template(args.template)
         tf = template_fleet(template, load_hosts(args.folder), kernel=args.kernel, vendor=args.vendor)
         if args.format == "json":
@@ -261,12 +257,6 @@ def _fleet(args) -> int:
         else:
             _write(_template_fleet_text(tf), args.output)
         return EXIT_OK if all(r.runs for r in tf.runs) else EXIT_VERDICT
-    for option, path in (("-o", args.output), ("--baseline", args.baseline)):
-        if _inside(args.folder, path):
-            raise InputError(
-                f"{option} {path} is inside the host folder {args.folder}: the next run would read it as a host; "
-                "write it elsewhere"
-            )
     progress = terminal_progress()
     hosts = load_hosts(args.folder, progress=progress)
     f = fleet(hosts, kernel=args.kernel, vendor=args.vendor, progress=progress)

@@ -33,9 +33,9 @@ from functools import cache
 
 from cpuidkit._files import data_path, read_csv
 from cpuidkit.core.bits import FLAG_SIGNIFICANT_INDEX, REGISTERS, U32
-from cpuidkit.core.catalog import catalog, qemu_feature_positions, qemu_feature_rows
+from cpuidkit.core.catalog import catalog, qemu_feature_rows
 from cpuidkit.core.indexed import function_is_indexed
-from cpuidkit.core.table import CpuidEntry, CpuidTable
+from cpuidkit.core.table import AMD_VENDORS, CpuidEntry, CpuidTable
 from cpuidkit.errors import InputError
 
 __all__ = [
@@ -46,11 +46,9 @@ __all__ = [
     "NormalisationStep",
     "AppliedTemplate",
     "normalisation_steps",
-    "qemu_feature_bits",
     "qemu_template",
     "apply_template",
     "MAX_VCPUS_FIRECRACKER",
-    "template_keys",
     "firecracker_brand",
 ]
 
@@ -230,11 +228,6 @@ def normalisation_steps() -> tuple[NormalisationStep, ...]:
 # -- QEMU CPU models ------------------------------------------------------------------------------------
 
 
-def qemu_feature_bits() -> dict[str, tuple[int, int, str, int]]:
-    """QEMU feature property name -> (leaf, subleaf, register, bit): the catalog's QEMU column."""
-    return qemu_feature_positions()
-
-
 def _qemu_words() -> dict[Key, dict[int, str]]:
     words: dict[Key, dict[int, str]] = {}
     for name, (leaf, sub, reg, bit) in qemu_feature_rows():  # every row: kvmclock names two bits
@@ -392,6 +385,11 @@ def _exact(table: CpuidTable, leaf: int, sub: int) -> CpuidEntry | None:
     return None
 
 
+def _pos(entries: list[CpuidEntry], leaf: int, sub: int) -> int | None:
+    """Position of the entry with exactly this (leaf, subleaf), as the VMMs' own maps key them."""
+    return next((i for i, e in enumerate(entries) if e.function == leaf and e.index == sub), None)
+
+
 def _replace_exact(entries: list[CpuidEntry], leaf: int, sub: int, entry: CpuidEntry) -> None:
     for i, e in enumerate(entries):
         if e.function == leaf and e.index == sub:
@@ -442,13 +440,13 @@ def _firecracker_normalise(
         if label not in done:
             done.append(label)
         if step.value == "insert":
-            if not any(e.function == step.leaf and e.index == step.subleaf for e in entries):
+            if _pos(entries, step.leaf, step.subleaf) is None:
                 entries.append(CpuidEntry(step.leaf, step.subleaf, FLAG_SIGNIFICANT_INDEX))
                 for reg in REGISTERS:
                     normalised[(step.leaf, step.subleaf, reg)] = U32
             continue
         if step.value == "brand":
-            pos = next((i for i, e in enumerate(entries) if e.function == step.leaf and e.index == step.subleaf), None)
+            pos = _pos(entries, step.leaf, step.subleaf)
             if pos is None:
                 msg = f"Firecracker's normalisation needs leaf {step.leaf:#x}.{step.subleaf}, which the base lacks"
                 if step.required and msg not in refused:
@@ -477,7 +475,7 @@ def _firecracker_normalise(
         if step.value == "cache-sharing":
             per_core = 1  # SMT off (cpu_bits 0)
             for i in range(64):
-                pos = next((k for k, e in enumerate(entries) if e.function == step.leaf and e.index == i), None)
+                pos = _pos(entries, step.leaf, i)
                 if pos is None:
                     break
                 e = entries[pos]
@@ -506,7 +504,7 @@ def _firecracker_normalise(
                     for reg in REGISTERS:
                         normalised[(step.leaf, e.index, reg)] = U32
             continue
-        pos = next((i for i, e in enumerate(entries) if e.function == step.leaf and e.index == step.subleaf), None)
+        pos = _pos(entries, step.leaf, step.subleaf)
         if pos is None:
             if step.required:
                 msg = f"Firecracker's normalisation needs leaf {step.leaf:#x}.{step.subleaf}, which the base lacks"
@@ -567,7 +565,7 @@ def apply_template(
     entries = list(base)
     refused: list[str] = []
     for m in template.modifiers:
-        pos = next((i for i, e in enumerate(entries) if e.function == m.leaf and e.index == m.subleaf), None)
+        pos = _pos(entries, m.leaf, m.subleaf)
         if pos is None:
             if template.kind == "firecracker":
                 msg = (
@@ -589,7 +587,7 @@ def apply_template(
     done: list[str] = []
     skipped: list[str] = []
     if template.kind == "firecracker":
-        vendor = "amd" if (host_cpuid or base).vendor in ("AuthenticAMD", "HygonGenuine") else "intel"
+        vendor = "amd" if (host_cpuid or base).vendor in AMD_VENDORS else "intel"
         normalised, done, skipped, more = _firecracker_normalise(entries, host_cpuid, vendor, vcpus, 0)
         refused += more
         if host_cpuid is None:
@@ -610,8 +608,3 @@ def apply_template(
         steps_not_modelled=tuple(skipped),
         vcpus=vcpus,
     )
-
-
-def template_keys(templates: Iterable[CpuTemplate]) -> set[Key]:
-    """Every (leaf, subleaf, register) any of ``templates`` forces a bit of."""
-    return {k for t in templates for k in t.forced()}

@@ -32,16 +32,13 @@ def _bitmap_bits(text: object, where: str, source: str | None, width: int = 32) 
     return mask, value
 
 
-def _bitmap(text: object, where: str, source: str | None) -> int:
-    mask, value = _bitmap_bits(text, where, source)
-    if mask != U32:
-        raise InputError(
-            "bitmap has 'x' (don't-care) bits: this is a CPU template to apply to a host, not a CPUID table "
-            "(`cpuidkit review TEMPLATE --host H` applies it)",
-            source=source,
-            where=where,
-        )
-    return value
+def _not_a_table(where: str, source: str | None) -> InputError:
+    return InputError(
+        "bitmap has 'x' (don't-care) bits: this is a CPU template to apply to a host, not a CPUID table "
+        "(`cpuidkit review TEMPLATE --host H` applies it)",
+        source=source,
+        where=where,
+    )
 
 
 def _modifiers(text: str, source: str | None):
@@ -99,7 +96,7 @@ def parse(text: str, source: str | None) -> list[CpuidEntry]:
         values = dict.fromkeys(REGISTERS, 0)
         for reg, (mask, value, w) in regs.items():
             if mask != U32:
-                _bitmap("0b" + format(mask, "032b").replace("0", "x"), w, source)
+                raise _not_a_table(w, source)
             values[reg] = value
         out.append(CpuidEntry(leaf, sub, flags, **values))
     return out

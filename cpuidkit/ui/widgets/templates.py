@@ -8,13 +8,11 @@ and draws the template across the built-in hosts.  A bad upload changes nothing 
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 
 import ipywidgets as W
 
-from cpuidkit.analysis.figures import plot_template_fleet
+from cpuidkit.analysis.figures import plot_template_fleet, png_base64
 from cpuidkit.analysis.review import Review, render_html_fragment, review
 from cpuidkit.analysis.review.template_section import template_summary
 from cpuidkit.analysis.templates import (
@@ -142,10 +140,7 @@ class TemplatePanel(W.VBox):
             parts.append(f"<h3>{html.escape(h.name)}</h3>" + render_html_fragment(short))
         self.out.value = "".join(parts)
         tf = template_fleet(t, self.fleet_hosts, kernel=self.kernel)
-        fig = plot_template_fleet(tf)
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
-        png = base64.b64encode(buf.getvalue()).decode("ascii")
+        png = png_base64(plot_template_fleet(tf), dpi=90, tight=True)
         runs = sum(r.runs for r in tf.runs)
         self.fleet_html.value = (
             f"<p>{html.escape(t.name)} across {len(tf.runs)} built-in hosts (kernel {self.kernel}): runs on "
